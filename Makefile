@@ -1,0 +1,45 @@
+# lambdarec: few targets, each sets itself up first.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+LAMBDAREC := $(VENV)/bin/lambdarec
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test test-unit test-integration test-all bench lint format clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+setup:  ## Create the environments and resolve the jars (idempotent)
+	@bash scripts/setup.sh
+
+demo: setup  ## The main job on embedded defaults: services up, a dataset replayed into Kafka, a summary
+	$(LAMBDAREC) demo
+
+test: setup  ## Lint, then unit + integration + e2e tests against real engines (slow-marked e2e excluded)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-unit: setup  ## Fast tests, no engines
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+test-all: setup  ## Everything, slow tests included
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup  ## Benchmarks; JSON results under bench/results/
+	$(PY) bench/run_all.py
+
+lint: setup  ## ruff + mypy
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+format: setup  ## Apply ruff's formatting and import order
+	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench
+
+clean:  ## Stop services and remove local state (keeps environments and jars)
+	-$(LAMBDAREC) services down
+	rm -rf .lambdarec

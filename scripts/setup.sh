@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Idempotent setup: Python environments from the lock files, JVM jars from Maven Central.
+# Safe to run again: each step is skipped when its inputs have not changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+bash scripts/check_prereqs.sh
+
+UV_VERSION=0.13.9
+py=${PYTHON:-python3}
+tools=.cache/tools
+uv=$tools/bin/uv
+
+step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# 1. uv, pinned, in its own small venv (it resolves from the committed lock files).
+if [ ! -x "$uv" ] || [ "$("$uv" --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
+  step "installing uv $UV_VERSION into $tools"
+  "$py" -m venv "$tools"
+  "$tools/bin/pip" install -q --disable-pip-version-check "uv==$UV_VERSION"
+fi
+
+# 2. The main environment (.venv): the core package with every runtime extra.
+step "syncing .venv from uv.lock"
+"$uv" sync --frozen --all-extras --python "$py" --quiet
+
+# 3. The Flink job's own environment: apache-flink pins apache-beam, which cannot
+#    share an environment with the rest.
+step "syncing jobs/flink/.venv from jobs/flink/uv.lock"
+(cd jobs/flink && "$root/$uv" sync --frozen --python "$py" --quiet)
+
+# 4. JVM artifacts, one classpath folder per profile of jvm/pom.xml.
+stamp_of() { sha256sum jvm/pom.xml | cut -c1-16; }
+for profile in kafka flink spark; do
+  out=.cache/jars/$profile
+  if [ -f "$out/.resolved" ] && [ "$(cat "$out/.resolved")" = "$(stamp_of)" ]; then
+    continue
+  fi
+  step "resolving $profile jars from Maven Central into $out"
+  rm -rf "$out"
+  mvn -q -B -f jvm/pom.xml -P "$profile" dependency:copy-dependencies \
+    -DoutputDirectory="$root/$out" -DincludeScope=runtime
+  stamp_of > "$out/.resolved"
+done
+step "setup complete"

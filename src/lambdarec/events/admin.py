@@ -1,0 +1,61 @@
+"""Finding the broker and creating topics."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from lambdarec.names import KAFKA_SERVICE
+from lambdarec.runtime.errors import ServiceNotRunningError
+from lambdarec.settings import Settings
+
+
+def kafka_bootstrap(settings: Settings) -> str:
+    """The bootstrap servers: from settings, else the embedded broker's recorded port.
+
+    Raises:
+        ServiceNotRunningError: Nothing is configured and the embedded broker is not up.
+    """
+    if settings.kafka.bootstrap_servers:
+        return settings.kafka.bootstrap_servers
+    from lambdarec.runtime.kafka import KafkaService
+    from lambdarec.runtime.supervisor import Supervisor
+
+    endpoint = Supervisor(settings, [KafkaService(settings)]).endpoint(KAFKA_SERVICE)
+    if endpoint is None:
+        raise ServiceNotRunningError(
+            "the embedded Kafka broker is not running: start it with `lambdarec services up kafka` "
+            "or set LAMBDAREC_KAFKA__BOOTSTRAP_SERVERS"
+        )
+    return endpoint
+
+
+def ensure_topics(bootstrap: str, topics: Mapping[str, int], timeout_s: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet (idempotent).
+
+    Args:
+        bootstrap: Broker address.
+        topics: Topic name → partition count.
+        timeout_s: How long to wait for the broker.
+
+    Returns:
+        The names of the topics that were created now.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    missing = [NewTopic(name, num_partitions=parts, replication_factor=1) for name, parts in topics.items()
+               if name not in existing]
+    if not missing:
+        return []
+    created = []
+    for name, future in admin.create_topics(missing, request_timeout=timeout_s).items():
+        try:
+            future.result(timeout=timeout_s)
+            created.append(name)
+        except KafkaException as err:
+            # Another client may have created it in the meantime; that is the goal anyway.
+            if "TOPIC_ALREADY_EXISTS" not in str(err):
+                raise
+    return created

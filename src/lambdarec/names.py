@@ -1,0 +1,54 @@
+"""Every name shared across layers: topics, entities, feature services, models, aliases.
+
+Jobs, the Feast repo, services and DAGs import these constants instead of repeating
+string literals, so a rename is one edit and a typo is an import error.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+
+class EventType(StrEnum):
+    """Kinds of clickstream interaction, in funnel order."""
+
+    VIEW = "view"
+    CART = "cart"
+    PURCHASE = "purchase"
+
+
+# Kafka topics -------------------------------------------------------------------------
+CLICKS_TOPIC: Final = "clicks"
+"""Validated clickstream events, keyed by session_id."""
+CLICKS_DLQ_TOPIC: Final = "clicks.dlq"
+"""Rejected events with the reason they were rejected."""
+SESSION_FEATURES_TOPIC: Final = "features.session"
+"""Session features computed by the speed layer, pushed to the online store."""
+
+# Entities (Feast join keys) -------------------------------------------------------------
+USER_ENTITY: Final = "user"
+SESSION_ENTITY: Final = "session"
+ITEM_ENTITY: Final = "item"
+USER_ID: Final = "user_id"
+SESSION_ID: Final = "session_id"
+ITEM_ID: Final = "item_id"
+
+# Feature services: versioned contracts between a model and its features ----------------
+RETRIEVAL_FEATURE_SERVICE: Final = "retrieval_v1"
+RANKING_FEATURE_SERVICE: Final = "ranking_v1"
+
+# Model registry ----------------------------------------------------------------------------
+TWO_TOWER_MODEL: Final = "lambdarec-two-tower"
+DEEPFM_MODEL: Final = "lambdarec-deepfm"
+CHAMPION_ALIAS: Final = "champion"
+CHALLENGER_ALIAS: Final = "challenger"
+
+# Vector index ----------------------------------------------------------------------------
+ITEM_EMBEDDINGS_ALIAS: Final = "item_embeddings"
+"""Milvus alias that serving queries; it points at one versioned collection."""
+
+# Embedded services -------------------------------------------------------------------------
+KAFKA_SERVICE: Final = "kafka"
+MILVUS_SERVICE: Final = "milvus"
+MLFLOW_SERVICE: Final = "mlflow"

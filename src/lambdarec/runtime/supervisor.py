@@ -1,0 +1,278 @@
+"""Start, health-check and stop the embedded services as real local processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from lambdarec.runtime.errors import RuntimeServiceError
+from lambdarec.runtime.service import ManagedService, ServiceRecord, pick_free_port, port_is_free
+from lambdarec.settings import Settings
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """One line of ``lambdarec services status``."""
+
+    name: str
+    state: str  # "healthy", "starting", "unhealthy" or "stopped"
+    pid: int | None
+    ports: Mapping[str, int]
+    endpoint: str | None
+    rss_mb: float | None
+    uptime_s: float | None
+
+    @property
+    def healthy(self) -> bool:
+        """True when the service answers requests."""
+        return self.state == "healthy"
+
+
+def default_services(settings: Settings) -> list[ManagedService]:
+    """The engines that ``services up`` starts, in start order."""
+    # Imported here so that listing services never pays for every client library.
+    from lambdarec.runtime.kafka import KafkaService
+    from lambdarec.runtime.milvus import MilvusService
+    from lambdarec.runtime.mlflow import MlflowService
+
+    return [KafkaService(settings), MilvusService(settings), MlflowService(settings)]
+
+
+class Supervisor:
+    """Owns the lifecycle of a set of :class:`ManagedService` under one state folder."""
+
+    def __init__(self, settings: Settings, services: Iterable[ManagedService] | None = None) -> None:
+        self.settings = settings
+        self.services = {s.name: s for s in (services if services is not None else default_services(settings))}
+
+    def _select(self, names: Iterable[str] | None) -> list[ManagedService]:
+        if not names:
+            return list(self.services.values())
+        unknown = [n for n in names if n not in self.services]
+        if unknown:
+            raise RuntimeServiceError(f"unknown service(s) {unknown}; known: {sorted(self.services)}")
+        return [self.services[n] for n in names]
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def up(
+        self,
+        names: Iterable[str] | None = None,
+        on_event: Callable[[str, str], None] | None = None,
+    ) -> list[ServiceStatus]:
+        """Start every selected service that is not running and wait until all are healthy.
+
+        Args:
+            names: Services to start; all when empty.
+            on_event: Called with (service, message) as each one progresses.
+
+        Returns:
+            The status of each selected service.
+
+        Raises:
+            RuntimeServiceError: A service did not become healthy in time; its log tail is
+                in the message and the process is stopped.
+        """
+        notify = on_event or (lambda _n, _m: None)
+        selected = self._select(names)
+        for service in selected:
+            service.check_prerequisites()
+        for service in selected:
+            if self._live_record(service) is not None:
+                notify(service.name, "already running")
+                continue
+            ports = self._choose_ports(service)
+            service.home.mkdir(parents=True, exist_ok=True)
+            service.log_path.parent.mkdir(parents=True, exist_ok=True)
+            service.prepare(ports)
+            record = self._launch(service, ports)
+            notify(service.name, f"started pid {record.pid}, waiting for health")
+            self._wait_healthy(service, record)
+            service.after_healthy(ports)
+            notify(service.name, f"healthy at {service.endpoint(ports)}")
+        return [self.status_of(s) for s in selected]
+
+    def down(self, names: Iterable[str] | None = None) -> list[str]:
+        """Stop the selected services (all by default), last started first.
+
+        Returns:
+            Names of the services that were running and are now stopped.
+        """
+        stopped = []
+        for service in reversed(self._select(names)):
+            record = ServiceRecord.load(service.record_path)
+            if record is None:
+                continue
+            _terminate_group(record.pid, service.stop_timeout_s)
+            service.record_path.unlink(missing_ok=True)
+            stopped.append(service.name)
+        return stopped
+
+    def status(self, names: Iterable[str] | None = None) -> list[ServiceStatus]:
+        """Status of the selected services (all by default)."""
+        return [self.status_of(s) for s in self._select(names)]
+
+    def status_of(self, service: ManagedService) -> ServiceStatus:
+        """Status of one service: is its process alive and does it answer?"""
+        record = self._live_record(service)
+        if record is None:
+            return ServiceStatus(service.name, "stopped", None, {}, None, None, None)
+        try:
+            healthy = service.is_healthy(record.ports)
+        except Exception:  # noqa: BLE001 - a health probe must never break `status`
+            healthy = False
+        return ServiceStatus(
+            name=service.name,
+            state="healthy" if healthy else "unhealthy",
+            pid=record.pid,
+            ports=record.ports,
+            endpoint=service.endpoint(record.ports),
+            rss_mb=_group_rss_mb(record.pid),
+            uptime_s=time.time() - record.started_at,
+        )
+
+    def log_path(self, name: str) -> Path:
+        """The log file of one service."""
+        return self._select([name])[0].log_path
+
+    def endpoint(self, name: str) -> str | None:
+        """The client address of a running service, or None when it is stopped."""
+        service = self._select([name])[0]
+        record = self._live_record(service)
+        return service.endpoint(record.ports) if record else None
+
+    # -- internals -------------------------------------------------------------------------
+    def _live_record(self, service: ManagedService) -> ServiceRecord | None:
+        record = ServiceRecord.load(service.record_path)
+        if record is None:
+            return None
+        if not _pid_alive(record.pid):
+            # The process died (crash, reboot): forget it so `up` starts a fresh one.
+            service.record_path.unlink(missing_ok=True)
+            return None
+        return record
+
+    def _choose_ports(self, service: ManagedService) -> dict[str, int]:
+        previous = ServiceRecord.load(service.ports_path)
+        remembered = previous.ports if previous else {}
+        configured = service.configured_ports()
+        chosen: dict[str, int] = {}
+        for port_name in service.port_names:
+            fixed = configured.get(port_name, 0)
+            if fixed:
+                if not port_is_free(fixed):
+                    raise RuntimeServiceError(
+                        f"{service.name}: configured {port_name} {fixed} is in use; free it or set it to 0"
+                    )
+                chosen[port_name] = fixed
+                continue
+            # Reuse the port of the last run so clients and stored configs keep working.
+            old = remembered.get(port_name, 0)
+            if old and port_is_free(old) and old not in chosen.values():
+                chosen[port_name] = old
+            else:
+                chosen[port_name] = pick_free_port(avoid=set(chosen.values()))
+        service.ports_path.parent.mkdir(parents=True, exist_ok=True)
+        ServiceRecord(service.name, 0, chosen, time.time(), str(service.log_path)).save(service.ports_path)
+        return chosen
+
+    def _launch(self, service: ManagedService, ports: Mapping[str, int]) -> ServiceRecord:
+        argv = service.command(ports)
+        with service.log_path.open("ab") as log:
+            log.write(f"\n==== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(argv)}\n".encode())
+            log.flush()
+            # A new session detaches the engine from this CLI process, and lets `down`
+            # signal the whole process group (engines that fork helpers included).
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=service.working_dir(),
+                env=service.environment(),
+                start_new_session=True,
+            )
+        record = ServiceRecord(service.name, proc.pid, dict(ports), time.time(), str(service.log_path))
+        record.save(service.record_path)
+        return record
+
+    def _wait_healthy(self, service: ManagedService, record: ServiceRecord) -> None:
+        deadline = time.monotonic() + service.startup_timeout_s
+        while time.monotonic() < deadline:
+            if not _pid_alive(record.pid):
+                service.record_path.unlink(missing_ok=True)
+                raise RuntimeServiceError(
+                    f"{service.name} exited during start-up; last log lines:\n{tail(service.log_path, 30)}"
+                )
+            try:
+                if service.is_healthy(record.ports):
+                    return
+            except Exception:  # noqa: BLE001, S110 - not up yet; keep polling until the deadline
+                pass
+            time.sleep(0.5)
+        _terminate_group(record.pid, service.stop_timeout_s)
+        service.record_path.unlink(missing_ok=True)
+        raise RuntimeServiceError(
+            f"{service.name} was not healthy after {service.startup_timeout_s:.0f}s; last log lines:\n"
+            f"{tail(service.log_path, 30)}"
+        )
+
+
+def tail(path: Path, lines: int = 50) -> str:
+    """The last ``lines`` lines of a text file ('' if it does not exist)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64_000))
+            text = handle.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _group_rss_mb(pid: int) -> float | None:
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+        return sum(p.memory_info().rss for p in procs if p.is_running()) / 2**20
+    except psutil.Error:
+        return None
+
+
+def _terminate_group(pid: int, timeout_s: float) -> None:
+    """SIGTERM the process group (graceful shutdown), then SIGKILL what is left."""
+    try:
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        for proc in family:
+            try:
+                proc.terminate()
+            except psutil.Error:
+                pass
+    _, alive = psutil.wait_procs(family, timeout=timeout_s)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)

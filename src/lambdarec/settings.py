@@ -1,0 +1,148 @@
+"""Typed settings per environment.
+
+Values come, lowest precedence first, from the field defaults, from
+``environments/<env>/settings.toml`` and from ``LAMBDAREC_*`` environment variables
+(nested with ``__``, e.g. ``LAMBDAREC_KAFKA__BOOTSTRAP_SERVERS``). Settings are built in
+``main()`` or in fixtures through :func:`load_settings`, never at import.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EnvName = Literal["local", "staging", "prod"]
+
+_DEFAULT_SECRET = "lambdarec-local"
+
+
+def find_project_root(start: Path | None = None) -> Path | None:
+    """Return the lambdarec checkout that holds ``start`` (or this package), if any.
+
+    Args:
+        start: Where to start looking; defaults to this file's folder.
+
+    Returns:
+        The folder holding ``pyproject.toml`` and ``environments/``, or None when
+        lambdarec runs from an installed wheel outside a checkout.
+    """
+    here = (start or Path(__file__)).resolve()
+    for folder in [here, *here.parents]:
+        if (folder / "pyproject.toml").is_file() and (folder / "environments").is_dir():
+            return folder
+    return None
+
+
+class KafkaSettings(BaseModel):
+    """Where the clickstream broker is and how producers talk to it."""
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description="host:port list; None means the embedded broker started by `lambdarec services up`.",
+    )
+    port: int = Field(default=0, description="Embedded broker port; 0 picks a free port on first start.")
+    controller_port: int = 0
+    partitions: int = Field(default=4, ge=1)
+    max_event_bytes: int = Field(default=16_384, ge=256, description="Larger raw events are rejected.")
+    heap: str = "512m"
+
+
+class MilvusSettings(BaseModel):
+    """The vector engine used for candidate retrieval."""
+
+    uri: str | None = Field(default=None, description="None means the embedded Milvus standalone server.")
+    port: int = 0
+    token: SecretStr = SecretStr("")
+
+
+class MlflowSettings(BaseModel):
+    """Experiment tracking and the model registry."""
+
+    tracking_uri: str | None = Field(default=None, description="None means the embedded tracking server.")
+    port: int = 0
+
+
+class Settings(BaseSettings):
+    """All settings of one environment."""
+
+    model_config = SettingsConfigDict(env_prefix="LAMBDAREC_", env_nested_delimiter="__", extra="ignore")
+
+    env: EnvName = "local"
+    state_dir: Path = Field(
+        default=Path(".lambdarec"),
+        description="Data, logs and pid files of the embedded services.",
+    )
+    jars_dir: Path | None = Field(
+        default=None, description="JVM artifacts resolved by `make setup`; default <checkout>/.cache/jars."
+    )
+    secret_key: SecretStr = SecretStr(_DEFAULT_SECRET)
+    max_clock_skew_s: int = Field(default=86_400, ge=0, description="Events further in the future are rejected.")
+    kafka: KafkaSettings = KafkaSettings()
+    milvus: MilvusSettings = MilvusSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+
+    @model_validator(mode="after")
+    def _reject_default_secrets_outside_local(self) -> Settings:
+        if self.env != "local" and self.secret_key.get_secret_value() == _DEFAULT_SECRET:
+            raise ValueError(f"secret_key must be set (LAMBDAREC_SECRET_KEY) in the {self.env!r} environment")
+        return self
+
+    def resolved_jars_dir(self) -> Path:
+        """Return the folder of resolved JVM artifacts.
+
+        Raises:
+            FileNotFoundError: When no checkout is found and ``jars_dir`` is unset.
+        """
+        if self.jars_dir is not None:
+            return self.jars_dir
+        root = find_project_root()
+        if root is None:
+            raise FileNotFoundError("jars_dir is unset and no lambdarec checkout was found; set LAMBDAREC_JARS_DIR")
+        return root / ".cache" / "jars"
+
+
+def _read_environment_file(env: str, root: Path | None) -> dict[str, Any]:
+    if root is None:
+        return {}
+    path = root / "environments" / env / "settings.toml"
+    if not path.is_file():
+        return {}
+    with path.open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def load_settings(env: str | None = None, **overrides: Any) -> Settings:
+    """Build the settings of one environment.
+
+    Args:
+        env: ``local``, ``staging`` or ``prod``; defaults to ``LAMBDAREC_ENV`` or ``local``.
+        **overrides: Field values that win over the file and the environment variables.
+
+    Returns:
+        The validated settings.
+    """
+    name = env or os.environ.get("LAMBDAREC_ENV", "local")
+    file_values = _read_environment_file(name, find_project_root())
+    # Environment variables must win over the file, so the file feeds the defaults.
+    merged = {**file_values, "env": name, **overrides}
+    env_values = Settings().model_dump(exclude_unset=True) if _has_env_overrides() else {}
+    return Settings(**_deep_merge(merged, env_values))
+
+
+def _has_env_overrides() -> bool:
+    return any(key.startswith("LAMBDAREC_") for key in os.environ)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
