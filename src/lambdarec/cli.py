@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,14 +17,19 @@ from rich.table import Table
 
 from lambdarec.settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from lambdarec.runtime.supervisor import ServiceStatus
+
 app = typer.Typer(
     name="lambdarec",
     help="Real-time e-commerce recommender: clicks in, fresh recommendations out.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    add_completion=False,
 )
-services_app = typer.Typer(help="Start, stop and inspect the embedded engines (Kafka, Milvus, MLflow).",
-                           no_args_is_help=True)
+services_app = typer.Typer(
+    help="Start, stop and inspect the embedded engines (Kafka, Milvus, MLflow).", no_args_is_help=True
+)
 dlq_app = typer.Typer(help="Inspect the dead-letter topic.", no_args_is_help=True)
 app.add_typer(services_app, name="services")
 app.add_typer(dlq_app, name="dlq")
@@ -42,7 +47,9 @@ _state = _State()
 
 @app.callback()
 def main(
-    env: Annotated[str | None, typer.Option(help="Environment: local, staging or prod (default LAMBDAREC_ENV).")] = None,
+    env: Annotated[
+        str | None, typer.Option(help="Environment: local, staging or prod (default LAMBDAREC_ENV).")
+    ] = None,
     state_dir: Annotated[
         Path | None, typer.Option(help="Folder for the embedded services' data and logs (default .lambdarec).")
     ] = None,
@@ -138,7 +145,7 @@ def services_logs(
                     time.sleep(0.5)
 
 
-def _print_status(statuses: list) -> None:  # type: ignore[type-arg]
+def _print_status(statuses: list[ServiceStatus]) -> None:
     table = Table(title="lambdarec services")
     for column in ("service", "state", "endpoint", "ports", "pid", "rss MB", "uptime s"):
         table.add_column(column)
@@ -154,6 +161,103 @@ def _print_status(statuses: list) -> None:  # type: ignore[type-arg]
             f"{s.uptime_s:.0f}" if s.uptime_s is not None else "-",
         )
     console.print(table)
+
+
+# -- datasets and replay ------------------------------------------------------------------------
+@app.command("datasets")
+def datasets_list() -> None:
+    """List the dataset adapters a DATASET spec (`<adapter>:<path>`) may name."""
+    from lambdarec.data.registry import ADAPTERS
+
+    table = Table(title="dataset adapters (spec: <adapter>:<path>)")
+    table.add_column("adapter")
+    table.add_column("format")
+    for name, adapter in ADAPTERS.items():
+        table.add_row(name, adapter.description)
+    console.print(table)
+
+
+@app.command("replay")
+def replay(
+    dataset: Annotated[str, typer.Argument(help="`<adapter>:<path>`, e.g. rees46:data/2019-Oct.csv (see `datasets`).")],
+    speed: Annotated[
+        str, typer.Option(help="'max' (as fast as possible) or a real-time factor, e.g. 60 = 1 h of events/min.")
+    ] = "max",
+    limit: Annotated[int | None, typer.Option(help="Stop after this many events.")] = None,
+    topic: Annotated[str | None, typer.Option(help="Target topic (default: clicks).")] = None,
+) -> None:
+    """Publish a dataset to Kafka in event-time order; invalid events go to the dead-letter topic."""
+    from lambdarec.demo import replay_dataset
+    from lambdarec.replay import ReplaySpeed
+    from lambdarec.runtime.errors import RuntimeServiceError
+
+    try:
+        pace = ReplaySpeed.parse(speed)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--speed") from None
+    try:
+        result = replay_dataset(_settings(), dataset, speed=pace, limit=limit, topic=topic, console=console)
+    except (ValueError, FileNotFoundError, RuntimeServiceError) as err:
+        raise _fail(str(err)) from None
+    console.print(result.render())
+    if not result.stats.balanced:
+        raise _fail("some events were not acknowledged by the broker; see the failures above")
+
+
+@dlq_app.command("show")
+def dlq_show(
+    limit: Annotated[int, typer.Option(help="How many dead letters to show (newest last).")] = 20,
+    topic: Annotated[str | None, typer.Option(help="Dead-letter topic (default: clicks.dlq).")] = None,
+) -> None:
+    """Show dead-lettered events with the reason each was rejected."""
+    from lambdarec.events.admin import kafka_bootstrap
+    from lambdarec.events.consumer import read_topic
+    from lambdarec.names import CLICKS_DLQ_TOPIC
+    from lambdarec.runtime.errors import RuntimeServiceError
+
+    try:
+        letters = read_topic(kafka_bootstrap(_settings()), topic or CLICKS_DLQ_TOPIC)
+    except RuntimeServiceError as err:
+        raise _fail(str(err)) from None
+    table = Table(title=f"{len(letters):,} dead letters (showing the last {min(limit, len(letters))})")
+    for column in ("source", "field", "reason", "payload"):
+        table.add_column(column, overflow="fold")
+    for letter in letters[-limit:]:
+        payload = letter.get("raw_json") or letter.get("raw") or letter.get("raw_b64", "")
+        table.add_row(
+            letter.get("source", "?"), str(letter.get("field") or "-"), str(letter.get("reason")), str(payload)[:120]
+        )
+    console.print(table)
+
+
+# -- the demo --------------------------------------------------------------------------------------
+@app.command("demo")
+def demo(
+    dataset: Annotated[
+        str | None, typer.Option(help="`<adapter>:<path>` to replay; default: a seeded synthetic shop.")
+    ] = None,
+    events: Annotated[int, typer.Option(help="Size of the synthetic dataset when no --dataset is given.")] = 200_000,
+    speed: Annotated[str, typer.Option(help="Replay speed: 'max' or a real-time factor.")] = "max",
+    keep_running: Annotated[bool, typer.Option(help="Leave the services up afterwards.")] = True,
+) -> None:
+    """Run the main job on embedded defaults: services up, a dataset replayed into Kafka, a summary."""
+    from lambdarec.demo import run_demo
+    from lambdarec.replay import ReplaySpeed
+    from lambdarec.runtime.errors import RuntimeServiceError
+
+    try:
+        summary = run_demo(
+            _settings(),
+            dataset=dataset,
+            synthetic_events=events,
+            speed=ReplaySpeed.parse(speed),
+            console=console,
+            keep_running=keep_running,
+        )
+    except (ValueError, FileNotFoundError, RuntimeServiceError) as err:
+        raise _fail(str(err)) from None
+    if not summary.ok:
+        raise _fail("the demo finished with unacknowledged events; see above")
 
 
 if __name__ == "__main__":

@@ -45,8 +45,11 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int], timeout_s: float = 
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=timeout_s).topics)
-    missing = [NewTopic(name, num_partitions=parts, replication_factor=1) for name, parts in topics.items()
-               if name not in existing]
+    missing = [
+        NewTopic(name, num_partitions=parts, replication_factor=1)
+        for name, parts in topics.items()
+        if name not in existing
+    ]
     if not missing:
         return []
     created = []
@@ -59,3 +62,23 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int], timeout_s: float = 
             if "TOPIC_ALREADY_EXISTS" not in str(err):
                 raise
     return created
+
+
+def topic_size(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int:
+    """Messages currently held by a topic (sum over partitions of high - low watermark)."""
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"size-{time.time_ns()}"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s)
+        if topic not in metadata.topics or metadata.topics[topic].error is not None:
+            return 0
+        total = 0
+        for partition in metadata.topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            total += high - low
+        return total
+    finally:
+        consumer.close()

@@ -89,16 +89,18 @@ class EventConsumer:
                     continue
                 raise RuntimeError(f"consumer error: {error}")
             self.stats.records += 1
+            # Consumed messages always carry a partition and an offset; the stubs say Optional.
+            partition, offset = int(message.partition() or 0), int(message.offset() or 0)
             value = message.value() or b""
             result = validate_event(value, max_bytes=self.max_event_bytes, max_future_ms=2**62)
             if isinstance(result, EventRejection):
-                origin = {"topic": message.topic(), "partition": message.partition(), "offset": message.offset()}
+                origin = {"topic": message.topic(), "partition": partition, "offset": offset}
                 self._dlq.produce(self.dlq_topic, dead_letter(value, result, source="consumer", origin=origin))
                 self.stats.dead_lettered += 1
                 # A dead letter is handled once the DLQ acknowledges it (flushed in commit()).
-                self._mark(message.partition(), message.offset())
+                self._mark(partition, offset)
             else:
-                events.append((result, message.partition(), message.offset()))
+                events.append((result, partition, offset))
                 self.stats.events += 1
         self._dlq.poll(0)
         return events
@@ -173,8 +175,9 @@ def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 30.0) -
     """
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"read-{time.time_ns()}",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap_servers, "group.id": f"read-{time.time_ns()}", "enable.auto.commit": False}
+    )
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
@@ -195,12 +198,14 @@ def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 30.0) -
             for message in consumer.consume(num_messages=10_000, timeout=1.0):
                 if message.error() is not None:
                     continue
+                value = message.value() or b""
                 try:
-                    out.append(orjson.loads(message.value()))
+                    out.append(orjson.loads(value))
                 except orjson.JSONDecodeError:
-                    out.append({"_raw": message.value()})
-                if message.offset() + 1 >= ends[message.partition()]:
-                    done.add(message.partition())
+                    out.append({"_raw": value})
+                partition, offset = int(message.partition() or 0), int(message.offset() or 0)
+                if offset + 1 >= ends[partition]:
+                    done.add(partition)
         if len(done) < len(ends):
             raise TimeoutError(f"read {len(out)} records of {topic} but did not reach its end in {timeout_s}s")
         return out

@@ -16,7 +16,7 @@ from typing import Any
 
 from lambdarec.events.dlq import dead_letter
 from lambdarec.names import CLICKS_DLQ_TOPIC, CLICKS_TOPIC
-from lambdarec.schemas import ClickEvent, EventRejection, validate_event
+from lambdarec.schemas import ClickEvent, EncodedEvent, EventRejection, encode_event
 
 # Throughput-oriented defaults; idempotence and acks=all keep them safe under retries.
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -112,7 +112,7 @@ class EventPublisher:
     # -- publishing ----------------------------------------------------------------------
     def publish(
         self, raw: Mapping[str, Any] | bytes | str, origin: Mapping[str, Any] | None = None
-    ) -> ClickEvent | EventRejection:
+    ) -> EventRejection | None:
         """Validate one raw event and send it to the right topic.
 
         Args:
@@ -120,14 +120,17 @@ class EventPublisher:
             origin: Where it came from, kept in the dead letter if it is rejected.
 
         Returns:
-            The event that was published, or the rejection that sent it to the DLQ.
+            None when the event went to the clicks topic, else the rejection that sent it
+            to the DLQ.
         """
         self.stats.offered += 1
-        result = validate_event(raw, max_bytes=self.max_event_bytes, max_future_ms=self.max_future_ms)
-        if isinstance(result, EventRejection):
-            self.reject(raw, result, origin=origin, count_offered=False)
-        else:
-            self._send_valid(result)
+        result = encode_event(raw, max_bytes=self.max_event_bytes, max_future_ms=self.max_future_ms)
+        if type(result) is EncodedEvent:
+            self.stats.accepted += 1
+            self._produce(self.topic, result.key, result.value, result.event_time, dlq=False)
+            return None
+        assert isinstance(result, EventRejection)
+        self.reject(raw, result, origin=origin, count_offered=False)
         return result
 
     def publish_many(self, raws: Iterable[Mapping[str, Any] | bytes | str]) -> PublishStats:
@@ -139,7 +142,8 @@ class EventPublisher:
     def publish_event(self, event: ClickEvent) -> None:
         """Publish an event that is already validated (e.g. built by the generator)."""
         self.stats.offered += 1
-        self._send_valid(event)
+        self.stats.accepted += 1
+        self._produce(self.topic, event.session_id.encode(), event.to_json(), event.event_time, dlq=False)
 
     def reject(
         self,
@@ -154,12 +158,9 @@ class EventPublisher:
             self.stats.offered += 1
         self.stats.rejected += 1
         self.stats.reasons[rejection.describe()[:120]] += 1
-        self._produce(self.dlq_topic, None, dead_letter(raw, rejection, source="producer", origin=origin),
-                      None, dlq=True)
-
-    def _send_valid(self, event: ClickEvent) -> None:
-        self.stats.accepted += 1
-        self._produce(self.topic, event.session_id.encode(), event.to_json(), event.event_time, dlq=False)
+        self._produce(
+            self.dlq_topic, None, dead_letter(raw, rejection, source="producer", origin=origin), None, dlq=True
+        )
 
     def _produce(self, topic: str, key: bytes | None, value: bytes, timestamp: int | None, *, dlq: bool) -> None:
         callback = self._on_dlq_delivery if dlq else self._on_delivery

@@ -1,0 +1,101 @@
+"""The supervisor's lifecycle, on a tiny real process (Python's http.server), no engines."""
+
+from __future__ import annotations
+
+import sys
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+import psutil
+import pytest
+
+from lambdarec.runtime.errors import RuntimeServiceError
+from lambdarec.runtime.service import ManagedService, port_is_free
+from lambdarec.runtime.supervisor import Supervisor
+from lambdarec.settings import Settings, load_settings
+
+
+class HttpService(ManagedService):
+    """A stand-in engine: serves its data folder over HTTP."""
+
+    name = "web"
+    startup_timeout_s = 20.0
+
+    def prepare(self, ports: Mapping[str, int]) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "hello.txt").write_text("hi")
+
+    def command(self, ports: Mapping[str, int]) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(ports["port"]),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(self.data_dir),
+        ]
+
+    def is_healthy(self, ports: Mapping[str, int]) -> bool:
+        with urllib.request.urlopen(f"{self.endpoint(ports)}/hello.txt", timeout=1) as response:
+            return bool(response.read() == b"hi")
+
+    def endpoint(self, ports: Mapping[str, int]) -> str:
+        return f"http://127.0.0.1:{ports['port']}"
+
+
+class CrashingService(HttpService):
+    name = "crash"
+
+    def command(self, ports: Mapping[str, int]) -> list[str]:
+        return [sys.executable, "-c", "import sys; print('boom: bad config'); sys.exit(3)"]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings("local", state_dir=tmp_path)
+
+
+def test_up_status_down_and_port_reuse(settings: Settings) -> None:
+    supervisor = Supervisor(settings, [HttpService(settings)])
+    try:
+        (status,) = supervisor.up()
+        assert status.healthy and status.pid and status.rss_mb and status.rss_mb > 0
+        port = status.ports["port"]
+        assert supervisor.up()[0].pid == status.pid  # idempotent: already running
+        assert supervisor.down() == ["web"]
+        assert not psutil.pid_exists(status.pid) or psutil.Process(status.pid).status() == psutil.STATUS_ZOMBIE
+        assert port_is_free(port)
+        assert supervisor.status()[0].state == "stopped"
+        # A restart comes back on the same port, so clients keep working.
+        assert supervisor.up()[0].ports["port"] == port
+    finally:
+        supervisor.down()
+    assert supervisor.down() == []
+
+
+def test_a_dead_process_is_reported_stopped_and_restarted(settings: Settings) -> None:
+    supervisor = Supervisor(settings, [HttpService(settings)])
+    try:
+        (status,) = supervisor.up()
+        assert status.pid is not None
+        psutil.Process(status.pid).kill()
+        psutil.Process(status.pid).wait(5)
+        assert supervisor.status()[0].state == "stopped"
+        assert supervisor.up()[0].healthy
+    finally:
+        supervisor.down()
+
+
+def test_a_crash_at_start_shows_the_log(settings: Settings) -> None:
+    supervisor = Supervisor(settings, [CrashingService(settings)])
+    with pytest.raises(RuntimeServiceError, match="boom: bad config"):
+        supervisor.up()
+    assert supervisor.status()[0].state == "stopped"
+
+
+def test_unknown_service_names_the_known_ones(settings: Settings) -> None:
+    with pytest.raises(RuntimeServiceError, match=r"known: \['web'\]"):
+        Supervisor(settings, [HttpService(settings)]).up(["nope"])
