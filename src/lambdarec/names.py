@@ -52,3 +52,27 @@ ITEM_EMBEDDINGS_ALIAS: Final = "item_embeddings"
 KAFKA_SERVICE: Final = "kafka"
 MILVUS_SERVICE: Final = "milvus"
 MLFLOW_SERVICE: Final = "mlflow"
+
+# Session features (speed layer, batch layer and request time compute them with
+# lambdarec.features.session) ------------------------------------------------------------------
+SESSION_FEATURE_VIEW: Final = "session_features"
+SESSION_RECENT_ITEMS: Final = "session_recent_items"
+SESSION_EVENT_COUNT: Final = "session_event_count"
+SESSION_VIEW_COUNT: Final = "session_view_count"
+SESSION_CART_COUNT: Final = "session_cart_count"
+SESSION_PURCHASE_COUNT: Final = "session_purchase_count"
+SESSION_DISTINCT_CATEGORIES: Final = "session_distinct_categories"
+SESSION_START_MS: Final = "session_start_ms"
+SESSION_LAST_EVENT_MS: Final = "session_last_event_ms"
+SESSION_DWELL_S: Final = "session_dwell_s"
+SESSION_FEATURES: Final = (
+    SESSION_RECENT_ITEMS,
+    SESSION_EVENT_COUNT,
+    SESSION_VIEW_COUNT,
+    SESSION_CART_COUNT,
+    SESSION_PURCHASE_COUNT,
+    SESSION_DISTINCT_CATEGORIES,
+    SESSION_START_MS,
+    SESSION_LAST_EVENT_MS,
+    SESSION_DWELL_S,
+)
