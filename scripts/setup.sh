@@ -42,4 +42,15 @@ for profile in kafka flink spark; do
     -DoutputDirectory="$root/$out" -DincludeScope=runtime
   stamp_of > "$out/.resolved"
 done
+# 5. redis-server: the prod online store (Feast) is integration-tested against a real one.
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    step "installing redis-server from Debian packages"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+      || echo "warning: could not install redis-server; the Redis online-store tests will be skipped" >&2
+  else
+    echo "note: redis-server not found; install it (apt-get install -y redis-server / brew install redis)" \
+         "to run the Redis online-store tests" >&2
+  fi
+fi
 step "setup complete"
