@@ -50,11 +50,23 @@ def main(
     env: Annotated[
         str | None, typer.Option(help="Environment: local, staging or prod (default LAMBDAREC_ENV).")
     ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show client library logs (Kafka, ...).")] = False,
     state_dir: Annotated[
         Path | None, typer.Option(help="Folder for the embedded services' data and logs (default .lambdarec).")
     ] = None,
 ) -> None:
     """Build the settings once for the chosen environment."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    # Client libraries (librdkafka) warn about transient states such as a broker's
+    # coordinator still loading; shown with --verbose, otherwise only errors.
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.ERROR,
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+    )
     overrides = {"state_dir": state_dir} if state_dir is not None else {}
     _state.settings = load_settings(env, **overrides)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -54,10 +55,18 @@ class EventConsumer:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest" if from_beginning else "latest",
                 "enable.partition.eof": False,
+                "logger": logging.getLogger("lambdarec.kafka.consumer"),
                 **(config or {}),
             }
         )
-        self._dlq = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True, "acks": "all"})
+        self._dlq = Producer(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "enable.idempotence": True,
+                "acks": "all",
+                "logger": logging.getLogger("lambdarec.kafka.producer"),
+            }
+        )
         self._assigned = False
         self._next_offsets: dict[int, int] = {}
         self._consumer.subscribe([topic], on_assign=self._on_assign)

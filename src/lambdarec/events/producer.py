@@ -9,6 +9,7 @@ delivery, which is counted in ``failed`` and reported, never hidden.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -106,7 +107,15 @@ class EventPublisher:
         self.max_event_bytes = max_event_bytes
         self.max_future_ms = max_future_ms
         self.stats = PublishStats()
-        self._producer = Producer({**PRODUCER_DEFAULTS, **(config or {}), "bootstrap.servers": bootstrap_servers})
+        self._producer = Producer(
+            {
+                **PRODUCER_DEFAULTS,
+                # librdkafka's own log lines go through Python logging, not straight to stderr.
+                "logger": logging.getLogger("lambdarec.kafka.producer"),
+                **(config or {}),
+                "bootstrap.servers": bootstrap_servers,
+            }
+        )
         self._since_poll = 0
 
     # -- publishing ----------------------------------------------------------------------
