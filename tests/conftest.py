@@ -57,3 +57,41 @@ def kafka_bootstrap(kafka_service: object) -> str:
     endpoint = kafka_service.endpoint("kafka")
     assert endpoint is not None
     return endpoint
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(engine_settings: Settings) -> Iterator[str]:
+    """URI of a real embedded Milvus standalone server, started once for the session."""
+    from lambdarec.runtime.errors import PrerequisiteError
+    from lambdarec.runtime.milvus import MilvusService
+    from lambdarec.runtime.supervisor import Supervisor
+
+    service = MilvusService(engine_settings)
+    try:
+        service.check_prerequisites()
+    except PrerequisiteError as err:
+        pytest.skip(str(err))
+    supervisor = Supervisor(engine_settings, [service])
+    supervisor.up()
+    try:
+        endpoint = supervisor.endpoint("milvus")
+        assert endpoint is not None
+        yield endpoint
+    finally:
+        supervisor.down()
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking_uri(engine_settings: Settings) -> Iterator[str]:
+    """URI of a real MLflow tracking server (SQLite + local artifacts), started once for the session."""
+    from lambdarec.runtime.mlflow import MlflowService
+    from lambdarec.runtime.supervisor import Supervisor
+
+    supervisor = Supervisor(engine_settings, [MlflowService(engine_settings)])
+    supervisor.up()
+    try:
+        endpoint = supervisor.endpoint("mlflow")
+        assert endpoint is not None
+        yield endpoint
+    finally:
+        supervisor.down()

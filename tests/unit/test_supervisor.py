@@ -99,3 +99,31 @@ def test_a_crash_at_start_shows_the_log(settings: Settings) -> None:
 def test_unknown_service_names_the_known_ones(settings: Settings) -> None:
     with pytest.raises(RuntimeServiceError, match=r"known: \['web'\]"):
         Supervisor(settings, [HttpService(settings)]).up(["nope"])
+
+
+class ForkingService(HttpService):
+    """A leader that forks the real server and then just waits (like `mlflow server` + uvicorn)."""
+
+    name = "forking"
+
+    def command(self, ports: Mapping[str, int]) -> list[str]:
+        server = " ".join(HttpService.command(self, ports))
+        return ["/bin/sh", "-c", f"{server} & wait"]
+
+
+def test_children_orphaned_by_a_dead_leader_are_stopped(settings: Settings) -> None:
+    supervisor = Supervisor(settings, [ForkingService(settings)])
+    try:
+        (status,) = supervisor.up()
+        assert status.pid is not None
+        children = psutil.Process(status.pid).children(recursive=True)
+        assert children, "the leader should have forked the server"
+        psutil.Process(status.pid).kill()  # the leader crashes; its child keeps the port
+        psutil.Process(status.pid).wait(5)
+        assert supervisor.status()[0].state == "stopped"
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, "orphans of the dead leader must be stopped"
+        assert port_is_free(status.ports["port"])
+        assert supervisor.up()[0].healthy  # and the service starts again on its port
+    finally:
+        supervisor.down()

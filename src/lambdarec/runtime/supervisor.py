@@ -153,7 +153,10 @@ class Supervisor:
         if record is None:
             return None
         if not _pid_alive(record.pid):
-            # The process died (crash, reboot): forget it so `up` starts a fresh one.
+            # The leader died. Children it left in its process group still hold ports and
+            # data: stop them before forgetting the service, so `up` starts clean.
+            if _group_members(record.pid):
+                _terminate_group(record.pid, service.stop_timeout_s)
             service.record_path.unlink(missing_ok=True)
             return None
         return record
@@ -254,12 +257,31 @@ def _group_rss_mb(pid: int) -> float | None:
         return None
 
 
+def _group_members(pgid: int) -> list[psutil.Process]:
+    """Live processes of the process group ``pgid`` (the service and whatever it forked)."""
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
 def _terminate_group(pid: int, timeout_s: float) -> None:
-    """SIGTERM the process group (graceful shutdown), then SIGKILL what is left."""
+    """SIGTERM the whole process group (graceful shutdown), then SIGKILL what is left.
+
+    The group, not just the leader's children, is the unit: a child whose parent died is
+    re-parented away from the leader but stays in the group the supervisor created.
+    """
+    family = _group_members(pid)
     try:
         root = psutil.Process(pid)
-        family = [root, *root.children(recursive=True)]
+        family += [p for p in [root, *root.children(recursive=True)] if p not in family]
     except psutil.Error:
+        pass
+    if not family:
         return
     try:
         os.killpg(pid, signal.SIGTERM)
