@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from lambdarec.names import KAFKA_SERVICE
 from lambdarec.runtime.errors import ServiceNotRunningError
@@ -77,8 +78,31 @@ def topic_size(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int:
             return 0
         total = 0
         for partition in metadata.topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            low, high = partition_watermarks(consumer, TopicPartition(topic, partition), timeout_s)
             total += high - low
         return total
     finally:
         consumer.close()
+
+
+def partition_watermarks(consumer: Any, partition: Any, timeout_s: float = 30.0) -> tuple[int, int]:
+    """Low/high watermarks of one partition, retrying while its leader is being (re)elected.
+
+    Args:
+        consumer: A ``confluent_kafka.Consumer``.
+        partition: A ``confluent_kafka.TopicPartition``.
+        timeout_s: Give up (re-raise) after this long.
+    """
+    import time
+
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=10)
+            return int(low), int(high)
+        except KafkaException as err:
+            if not err.args[0].retriable() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

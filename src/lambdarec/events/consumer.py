@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from lambdarec.events.admin import partition_watermarks
 from lambdarec.events.dlq import dead_letter
 from lambdarec.names import CLICKS_DLQ_TOPIC, CLICKS_TOPIC
 from lambdarec.schemas import ClickEvent, EventRejection, validate_event
@@ -193,7 +194,7 @@ def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 30.0) -
         ends = {}
         assignments = []
         for partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            low, high = partition_watermarks(consumer, TopicPartition(topic, partition), timeout_s)
             if high > low:
                 ends[partition] = high
                 assignments.append(TopicPartition(topic, partition, low))

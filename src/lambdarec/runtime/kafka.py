@@ -147,7 +147,14 @@ class KafkaService(ManagedService):
         # log_level 0 keeps librdkafka from printing connection retries into the CLI.
         admin = AdminClient({"bootstrap.servers": self.endpoint(ports), "socket.timeout.ms": 2000, "log_level": 0})
         metadata = admin.list_topics(timeout=2)
-        return bool(metadata.brokers)
+        if not metadata.brokers:
+            return False
+        # After a restart the broker answers metadata before it leads its partitions again;
+        # clients that arrive then get NOT_LEADER errors, so healthy means every partition is led.
+        return all(
+            topic.error is None and all(p.leader >= 0 and p.error is None for p in topic.partitions.values())
+            for topic in metadata.topics.values()
+        )
 
     def after_healthy(self, ports: Mapping[str, int]) -> None:
         """Create the pipeline's topics if they do not exist yet."""
