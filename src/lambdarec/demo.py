@@ -248,7 +248,7 @@ def run_demo(
         out.rule("[bold]5. summary")
         table = Table(show_header=True)
         table.add_column("topic")
-        table.add_column("messages held by the broker", justify="right")
+        table.add_column("messages held by the broker (every replay so far)", justify="right")
         for topic, size in sizes.items():
             table.add_row(topic, f"{size:,}")
         services = Table(show_header=True)
