@@ -1,0 +1,118 @@
+"""Build the deployable speed-layer artifact: ``dist/lambdarec-flink-job.zip``.
+
+The archive holds everything ``flink run`` needs, so a Flink 2.2 cluster (Python 3.11 on
+linux x86_64 on its nodes) runs the job unchanged::
+
+    speed_layer.py                                 the job (entry point)
+    flink-sql-connector-kafka-5.0.0-2.2.jar        the Kafka connector
+    pylib/lambdarec/                               the lambdarec core package (this checkout)
+    pylib/orjson, pylib/pydantic, ...              its runtime dependencies, from jobs/flink/.venv
+    requirements.txt                               the same dependencies, pinned (for -pyreq instead)
+    MANIFEST.json                                  versions and the run command
+
+Run it on a cluster (after ``unzip lambdarec-flink-job.zip -d job && cd job``)::
+
+    flink run --python speed_layer.py --pyFiles pylib \\
+        --jarfile flink-sql-connector-kafka-5.0.0-2.2.jar \\
+        -- --bootstrap broker:9092 --state-dir s3://bucket/lambdarec/stream --python-executable ''
+
+Usage: ``jobs/flink/.venv/bin/python jobs/flink/package.py [--out dist/lambdarec-flink-job.zip]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+JAR_NAME = "flink-sql-connector-kafka-5.0.0-2.2.jar"
+# The core's runtime imports used by the job (names, schemas, the session fold, the DLQ format).
+RUNTIME_DISTRIBUTIONS = (
+    "orjson",
+    "pydantic",
+    "pydantic-core",
+    "typing-extensions",
+    "annotated-types",
+    "typing-inspection",
+)
+RUN_COMMAND = (
+    "flink run --python speed_layer.py --pyFiles pylib --jarfile "
+    + JAR_NAME
+    + " -- --bootstrap <brokers> --state-dir <checkpoint-uri-folder> --python-executable ''"
+)
+
+
+def _distribution_files(name: str) -> list[tuple[Path, str]]:
+    """(file on disk, path inside pylib/) of an installed distribution, metadata excluded."""
+    dist = importlib.metadata.distribution(name)
+    out = []
+    for entry in dist.files or []:
+        parts = Path(str(entry)).parts
+        if not parts or parts[0].endswith((".dist-info", ".data")) or parts[0] in ("..", "__pycache__"):
+            continue
+        if "__pycache__" in parts:
+            continue
+        out.append((Path(str(dist.locate_file(entry))), str(entry)))
+    return out
+
+
+def build(out: Path, jar: Path | None = None) -> Path:
+    """Write the artifact.
+
+    Args:
+        out: The zip to write.
+        jar: The connector jar (default: the checkout's ``.cache/jars/flink/``).
+
+    Returns:
+        The path of the zip.
+
+    Raises:
+        FileNotFoundError: The connector jar or a dependency is missing (run ``make setup``).
+    """
+    jar = jar or ROOT / ".cache" / "jars" / "flink" / JAR_NAME
+    if not jar.is_file():
+        raise FileNotFoundError(f"connector jar not found at {jar}: run `make setup`")
+    core = ROOT / "src" / "lambdarec"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    versions = {name: importlib.metadata.version(name) for name in RUNTIME_DISTRIBUTIONS}
+    tmp = out.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.write(HERE / "speed_layer.py", "speed_layer.py")
+        archive.write(jar, JAR_NAME)
+        for path in sorted(core.rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                archive.write(path, f"pylib/lambdarec/{path.relative_to(core)}")
+        for name in RUNTIME_DISTRIBUTIONS:
+            for path, inside in _distribution_files(name):
+                archive.write(path, f"pylib/{inside}")
+        archive.writestr("requirements.txt", "".join(f"{n}=={v}\n" for n, v in versions.items()))
+        manifest = {
+            "job": "speed_layer.py",
+            "flink": "2.2.x",
+            "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+            "connector_jar": JAR_NAME,
+            "dependencies": versions,
+            "run": RUN_COMMAND,
+        }
+        archive.writestr("MANIFEST.json", json.dumps(manifest, indent=2))
+    tmp.replace(out)
+    return out
+
+
+def main() -> None:
+    """Build the artifact and print where it is."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "dist" / "lambdarec-flink-job.zip")
+    parser.add_argument("--jar", type=Path, default=None)
+    args = parser.parse_args()
+    path = build(args.out, args.jar)
+    print(f"{path} ({path.stat().st_size / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""The speed layer as managed local processes: the PyFlink job and the pusher.
+
+* :class:`StreamJobService` runs ``jobs/flink/speed_layer.py`` with the Flink environment's
+  interpreter (PyFlink mini-cluster); its health is the mini-cluster's REST API reporting the
+  job RUNNING. Every start restores from the newest retained checkpoint, so ``stop`` (or a
+  crash, or ``kill -9``) followed by ``start`` resumes where the state was.
+* :class:`PusherService` runs :mod:`lambdarec.stream.pusher` in the main environment; its
+  health is a fresh metrics file (written every second).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lambdarec import names
+from lambdarec.runtime.errors import PrerequisiteError
+from lambdarec.runtime.service import ManagedService
+from lambdarec.settings import Settings, find_project_root
+
+JOB_SCRIPT = Path("jobs") / "flink" / "speed_layer.py"
+FLINK_PYTHON = Path("jobs") / "flink" / ".venv" / "bin" / "python"
+CONNECTOR_JAR = Path(".cache") / "jars" / "flink" / "flink-sql-connector-kafka-5.0.0-2.2.jar"
+
+
+def project_root() -> Path:
+    """The checkout that holds the Flink job.
+
+    Raises:
+        PrerequisiteError: lambdarec is not running from a checkout.
+    """
+    root = find_project_root()
+    if root is None:
+        raise PrerequisiteError("the speed layer runs from a lambdarec checkout (jobs/flink/); none was found")
+    return root
+
+
+def job_overview(rest_port: int, timeout_s: float = 2.0) -> list[dict[str, Any]]:
+    """The jobs the mini-cluster's REST API reports (``/jobs/overview``)."""
+    url = f"http://127.0.0.1:{rest_port}/jobs/overview"
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - local http only
+        return list(json.load(response).get("jobs", []))
+
+
+def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest complete checkpoint (``<job-id>/chk-N/_metadata``) under a folder."""
+    candidates = [meta.parent for meta in checkpoint_dir.glob("*/chk-*/_metadata") if meta.is_file()]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: (p.stat().st_mtime, int(p.name.split("-")[1])))
+
+
+class StreamJobService(ManagedService):
+    """The PyFlink speed-layer job on a local mini-cluster.
+
+    Args:
+        settings: Settings (the state folder, Kafka).
+        bootstrap_servers: Kafka bootstrap servers the job reads and writes.
+        job_args: Extra arguments for ``speed_layer.py`` (topics, intervals, ...).
+        job_script: The job's entry point (default: the checkout's ``jobs/flink/speed_layer.py``).
+        python: The interpreter with PyFlink (default: ``jobs/flink/.venv/bin/python``).
+        extra_env: Environment variables added for the job (e.g. ``PYTHONPATH``).
+    """
+
+    name = names.STREAM_JOB_SERVICE
+    port_names = ("rest_port",)
+    startup_timeout_s = 240.0
+    stop_timeout_s = 20.0
+
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap_servers: str,
+        *,
+        job_args: Sequence[str] = (),
+        job_script: Path | None = None,
+        python: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(settings)
+        self.bootstrap_servers = bootstrap_servers
+        self.job_args = list(job_args)
+        self._job_script = job_script
+        self._python = python
+        self.extra_env = dict(extra_env or {})
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where the job's retained checkpoints are."""
+        return self.data_dir / "checkpoints"
+
+    def job_script(self) -> Path:
+        """The job entry point."""
+        return self._job_script or project_root() / JOB_SCRIPT
+
+    def python(self) -> Path:
+        """The Flink environment's interpreter."""
+        return self._python or project_root() / FLINK_PYTHON
+
+    def check_prerequisites(self) -> None:
+        """Fail fast, naming the fix, when the Flink environment or the connector jar is missing."""
+        if not self.python().is_file():
+            raise PrerequisiteError(f"the Flink environment is missing ({self.python()}): run `make setup`")
+        if not self.job_script().is_file():
+            raise PrerequisiteError(f"the speed-layer job is missing: {self.job_script()}")
+        root = find_project_root()
+        if self._job_script is None and root is not None and not (root / CONNECTOR_JAR).is_file():
+            raise PrerequisiteError(f"the Flink Kafka connector jar is missing ({CONNECTOR_JAR}): run `make setup`")
+
+    def prepare(self, ports: Mapping[str, int]) -> None:
+        """Create the state folder (checkpoints live under it across restarts)."""
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+
+    def command(self, ports: Mapping[str, int]) -> list[str]:
+        """Run the job in the foreground, restoring from the newest checkpoint if there is one."""
+        return [
+            str(self.python()),
+            str(self.job_script()),
+            "--bootstrap",
+            self.bootstrap_servers,
+            "--state-dir",
+            str(self.data_dir),
+            "--rest-port",
+            str(ports["rest_port"]),
+            "--restore",
+            "latest",
+            *self.job_args,
+        ]
+
+    def environment(self) -> dict[str, str]:
+        """The job's environment: ours, plus ``extra_env``; JVM output unbuffered into the log."""
+        env = super().environment()
+        env.update(self.extra_env)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def is_healthy(self, ports: Mapping[str, int]) -> bool:
+        """True when the job is RUNNING with every task running."""
+        return any(_job_running(job) for job in job_overview(ports["rest_port"]))
+
+    def endpoint(self, ports: Mapping[str, int]) -> str:
+        """The mini-cluster's REST API."""
+        return f"http://127.0.0.1:{ports['rest_port']}"
+
+
+def _job_running(job: Mapping[str, Any]) -> bool:
+    tasks = job.get("tasks", {})
+    return bool(job.get("state") == "RUNNING" and tasks.get("running", 0) == tasks.get("total", -1))
+
+
+class PusherService(ManagedService):
+    """The pusher from ``features.session`` to the Feast online store.
+
+    Args:
+        settings: Settings (the state folder; the environment of the project's store).
+        bootstrap_servers: Kafka bootstrap servers.
+        feast_repo: A standalone Feast repo folder; None pushes to the project's store
+            (``features/`` with ``environments/<env>/feature_store.yaml``).
+        pusher_args: Extra arguments for the pusher (topic, group).
+    """
+
+    name = names.STREAM_PUSHER_SERVICE
+    port_names = ()
+    startup_timeout_s = 120.0
+    stop_timeout_s = 15.0
+
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap_servers: str,
+        feast_repo: Path | None = None,
+        *,
+        pusher_args: Sequence[str] = (),
+    ) -> None:
+        super().__init__(settings)
+        self.bootstrap_servers = bootstrap_servers
+        self.feast_repo = feast_repo
+        self.pusher_args = list(pusher_args)
+
+    @property
+    def metrics_path(self) -> Path:
+        """The freshness summary the pusher writes every second."""
+        return self.home / "metrics.json"
+
+    def check_prerequisites(self) -> None:
+        """The Feast configuration must exist."""
+        if self.feast_repo is not None:
+            yaml_file = self.feast_repo / "feature_store.yaml"
+        else:
+            yaml_file = project_root() / "environments" / self.settings.env / "feature_store.yaml"
+        if not yaml_file.is_file():
+            raise PrerequisiteError(f"no Feast configuration at {yaml_file}")
+
+    def prepare(self, ports: Mapping[str, int]) -> None:
+        """Forget the previous run's metrics so health means this run wrote them."""
+        self.metrics_path.unlink(missing_ok=True)
+
+    def command(self, ports: Mapping[str, int]) -> list[str]:
+        """Run the pusher with this interpreter (the main environment)."""
+        argv = [
+            sys.executable,
+            "-m",
+            "lambdarec.stream.pusher",
+            "--bootstrap",
+            self.bootstrap_servers,
+            "--metrics",
+            str(self.metrics_path),
+        ]
+        if self.feast_repo is not None:
+            argv += ["--feast-repo", str(self.feast_repo)]
+        else:
+            argv += ["--env", self.settings.env, "--state-dir", str(self.settings.state_dir.resolve())]
+        return [*argv, *self.pusher_args]
+
+    def environment(self) -> dict[str, str]:
+        """Unbuffered output, so the log shows progress."""
+        return {**super().environment(), "PYTHONUNBUFFERED": "1"}
+
+    def working_dir(self) -> Path:
+        """Feast resolves relative paths in a standalone ``feature_store.yaml`` from its repo."""
+        return self.feast_repo or self.home
+
+    def is_healthy(self, ports: Mapping[str, int]) -> bool:
+        """True when the metrics file was written in the last 10 seconds."""
+        try:
+            return time.time() - self.metrics_path.stat().st_mtime < 10
+        except FileNotFoundError:
+            return False
+
+    def endpoint(self, ports: Mapping[str, int]) -> str:
+        """The metrics file (freshness p50/p99)."""
+        return str(self.metrics_path)

@@ -1,0 +1,156 @@
+"""Pure parts of the speed layer: record decoding, user/item folds, snapshots, freshness metrics."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import orjson
+import pytest
+
+from lambdarec import names
+from lambdarec.features.session import fold_session
+from lambdarec.schemas import EventRejection
+from lambdarec.stream.metrics import FreshnessTracker, percentile, prometheus_text, read_metrics
+from lambdarec.stream.pusher import newest_per_session, session_frame, snapshot_rank
+from lambdarec.stream.service import StreamJobService, latest_checkpoint
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def job() -> ModuleType:
+    """jobs/flink/speed_layer.py, imported without Flink (its operators import pyflink lazily)."""
+    spec = importlib.util.spec_from_file_location("speed_layer", ROOT / "jobs" / "flink" / "speed_layer.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["speed_layer"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def event(i: int, **over: Any) -> dict[str, Any]:
+    return {"event_id": f"e{i}", "event_time": 1_700_000_000_000 + i, "session_id": "s", "item_id": f"i{i}",
+            "event_type": "view", **over}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b"\xff\xfe", None),
+        ("caf\ufffd", None),
+        (b"not json", None),
+        (b"[1,2]", None),
+        (b"", None),
+        (orjson.dumps({"event_id": "x"}), "session_id"),
+        (orjson.dumps(event(1, event_type="wishlist")), "event_type"),
+        (orjson.dumps(event(1, event_time="yesterday")), "event_time"),
+        (orjson.dumps(event(1, event_time=True)), "event_time"),
+        (orjson.dumps(event(1, item_id="")), "item_id"),
+    ],
+)
+def test_undecodable_records_become_rejections_with_a_reason(job: ModuleType, raw: Any, field: str | None) -> None:
+    result = job.decode_event(raw)
+    assert isinstance(result, EventRejection)
+    assert result.reason
+    assert result.field == field
+
+
+def test_valid_records_decode_and_integer_ids_become_text(job: ModuleType) -> None:
+    result = job.decode_event(orjson.dumps(event(1, session_id=42, user_id=7)))
+    assert isinstance(result, dict)
+    assert result["session_id"] == "42" and result["user_id"] == "7"
+
+
+def test_user_recent_items_keep_the_latest_in_event_time_order(job: ModuleType) -> None:
+    recent: list[list[Any]] = []
+    for i in [5, 1, 30, 2, *range(10, 28)]:
+        job.push_recent(recent, event(i))
+    assert not job.push_recent(recent, event(30)), "a duplicate is ignored"
+    assert len(recent) == 20
+    assert [r[2] for r in recent][-1] == "i30"
+    assert [r[0] for r in recent] == sorted(r[0] for r in recent)
+
+
+def test_trending_count_covers_the_sliding_window(job: ModuleType) -> None:
+    minute = 60_000
+    buckets = {0: 1, minute: 2, 9 * minute: 3, 10 * minute: 4}
+    assert job.trending_count(buckets, 10 * minute, 10 * minute) == 6  # [0, 10 min)
+    assert job.trending_count(buckets, 11 * minute, 10 * minute) == 9  # [1 min, 11 min)
+
+
+def test_latest_checkpoint_is_the_newest_complete_one(tmp_path: Path, job: ModuleType) -> None:
+    assert latest_checkpoint(tmp_path) is None
+    for n, stamp in [(3, 100), (7, 200)]:
+        folder = tmp_path / "jobid" / f"chk-{n}"
+        folder.mkdir(parents=True)
+        (folder / "_metadata").write_text("x")
+        os.utime(folder, (stamp, stamp))
+    (tmp_path / "jobid" / "chk-9").mkdir()  # in progress: no _metadata
+    assert latest_checkpoint(tmp_path) == tmp_path / "jobid" / "chk-7"
+    assert job.latest_checkpoint(tmp_path) == tmp_path / "jobid" / "chk-7"
+
+
+def test_newest_snapshot_wins_whatever_the_arrival_order() -> None:
+    events = [event(i) for i in range(4)]
+    snapshots = [fold_session(events[: n + 1]) for n in range(4)]
+    shuffled = [snapshots[2], snapshots[3], snapshots[0], snapshots[3], snapshots[1]]
+    newest = newest_per_session(shuffled)
+    assert newest["s"] == snapshots[3]
+    assert snapshot_rank(snapshots[3]) > snapshot_rank(snapshots[2])
+
+
+def test_session_frame_has_the_feature_columns_and_a_timestamp() -> None:
+    row = fold_session([event(1), event(2, category="c")])
+    frame = session_frame([row], "ts")
+    assert list(frame.columns) == [names.SESSION_ID, *names.SESSION_FEATURES, "ts"]
+    assert frame["ts"].iloc[0].value // 1_000_000 == row[names.SESSION_LAST_EVENT_MS]
+
+
+def test_freshness_summary_and_prometheus_text(tmp_path: Path) -> None:
+    tracker = FreshnessTracker(window=100)
+    for lag in range(1, 201):
+        tracker.record(1_000, 1_000 + lag)
+    summary = tracker.summary()
+    assert summary["updates"] == 200 and summary["lag_samples"] == 100
+    assert summary["lag_p50_ms"] == pytest.approx(150, abs=1) and summary["lag_max_ms"] == 200
+    assert percentile([], 0.5) is None
+    tracker.write(tmp_path / "metrics.json")
+    assert read_metrics(tmp_path / "metrics.json") == json.loads((tmp_path / "metrics.json").read_text())
+    assert 'lambdarec_stream_freshness_ms{quantile="0.99"}' in prometheus_text(summary)
+    assert (tmp_path / "metrics.prom").read_text().startswith("# HELP")
+
+
+def test_job_command_restores_from_the_latest_checkpoint(tmp_path: Path) -> None:
+    from lambdarec.settings import load_settings
+
+    service = StreamJobService(load_settings("local", state_dir=tmp_path), "broker:9092", job_args=["--x", "1"])
+    argv = service.command({"rest_port": 1234})
+    assert argv[1].endswith("jobs/flink/speed_layer.py")
+    assert argv[argv.index("--restore") + 1] == "latest"
+    assert argv[argv.index("--bootstrap") + 1] == "broker:9092"
+    assert argv[-2:] == ["--x", "1"]
+
+
+def test_watch_reports_each_change_of_the_online_features() -> None:
+    from lambdarec.stream.demo import watch_session_features
+
+    values = [None, 1, 1, 3, 3, 5]
+    calls = {"n": 0}
+    changes: list[tuple[str, int]] = []
+
+    def read(ids: list[str]) -> dict[str, dict[str, Any]]:
+        value = values[min(calls["n"], len(values) - 1)]
+        calls["n"] += 1
+        return {sid: {names.SESSION_EVENT_COUNT: value} for sid in ids}
+
+    seen = watch_session_features(
+        read, ["s"], seconds=0.2, interval_s=0.0, on_change=lambda s, f: changes.append((s, f["session_event_count"]))
+    )
+    assert seen == {"s": [1, 3, 5]}
+    assert changes == [("s", 1), ("s", 3), ("s", 5)]
