@@ -1,0 +1,1 @@
+"""Honest offline evaluation: temporal split, paper metrics, baselines on the same split."""

@@ -1,0 +1,246 @@
+"""Log a trained two-stage recommender to MLflow and register both models with aliases.
+
+Each run records the hyper-parameters, the feature-service versions the models consume
+(:data:`lambdarec.names.RETRIEVAL_FEATURE_SERVICE`, :data:`~lambdarec.names.RANKING_FEATURE_SERVICE`),
+the dataset spec and fingerprint, per-epoch loss curves, the evaluation table, plots, the
+catalogue and item embeddings (what ``lambdarec index build`` reads), and both models with
+signatures. New versions get the ``challenger`` alias; ``champion`` moves on promotion
+(or is set on the first version ever).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lambdarec import names
+
+EXPERIMENT = "lambdarec-models"
+EMBEDDINGS_ARTIFACT = "index/item_embeddings.npy"
+ITEM_IDS_ARTIFACT = "index/item_ids.json"
+
+
+@dataclass
+class TrackedRun:
+    """Where a training run went.
+
+    Attributes:
+        run_id: The MLflow run.
+        two_tower_version: Registered version of :data:`~lambdarec.names.TWO_TOWER_MODEL`.
+        deepfm_version: Registered version of :data:`~lambdarec.names.DEEPFM_MODEL`.
+        champion: Whether these versions were made champion.
+    """
+
+    run_id: str
+    two_tower_version: str
+    deepfm_version: str
+    champion: bool
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, out)
+    else:
+        out[prefix] = value
+
+
+def _metric_key(text: str) -> str:
+    text = text.replace("@", "_at_")
+    return "".join(c if c.isalnum() or c in "._-/" else "_" for c in text)
+
+
+def log_training_run(
+    tracking_uri: str,
+    recommender: Any,
+    evaluation: Any,
+    *,
+    dataset: str,
+    promote: bool = False,
+    experiment: str = EXPERIMENT,
+) -> TrackedRun:
+    """Log one trained :class:`~lambdarec.models.pipeline.TwoStageRecommender` and register its models.
+
+    Args:
+        tracking_uri: MLflow tracking server (or a ``file:`` / ``sqlite:`` store in tests).
+        recommender: The trained recommender.
+        evaluation: Its :class:`~lambdarec.evaluate.report.EvaluationResult`.
+        dataset: Dataset spec the models were trained on.
+        promote: Make the new versions ``champion`` (they are always ``challenger``).
+        experiment: MLflow experiment name.
+    """
+    import mlflow
+    import torch
+    from mlflow.models import infer_signature
+    from mlflow.tracking import MlflowClient
+
+    from lambdarec.evaluate.report import write_report
+    from lambdarec.models.export import DeepFMScorer, QueryEncoder, query_input_example, ranker_input_example
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(experiment)
+    params: dict[str, Any] = {}
+    _flatten("two_tower", asdict(recommender.config.two_tower), params)
+    _flatten("deepfm", asdict(recommender.config.deepfm), params)
+    params.update(
+        retrieval_k=recommender.config.retrieval_k,
+        covisit_k=recommender.config.covisit_k,
+        ranker_fraction=recommender.config.ranker_fraction,
+        negatives=recommender.config.negatives,
+        retrieval_feature_service=names.RETRIEVAL_FEATURE_SERVICE,
+        ranking_feature_service=names.RANKING_FEATURE_SERVICE,
+        dataset=dataset,
+        dataset_fingerprint=evaluation.fingerprint,
+        n_items=recommender.catalogue.n_items - 1,
+    )
+    with mlflow.start_run(run_name=f"two-stage {dataset.split(':')[0]}") as run:
+        mlflow.set_tags(
+            {
+                "dataset": dataset,
+                "dataset_fingerprint": evaluation.fingerprint,
+                "retrieval_feature_service": names.RETRIEVAL_FEATURE_SERVICE,
+                "ranking_feature_service": names.RANKING_FEATURE_SERVICE,
+            }
+        )
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        metrics: dict[str, float] = {}
+        for row in evaluation.rows:
+            for key, value in row.items():
+                if key != "method":
+                    metrics[_metric_key(f"{row['method'].split(' ')[0]}.{key}")] = float(value)
+        metrics.update({_metric_key(k): float(v) for k, v in evaluation.ranker.items() if np.isfinite(v)})
+        for key in ("two_tower_train_s", "deepfm_train_s", "ranker_rows"):
+            if key in evaluation.training:
+                metrics[key] = float(evaluation.training[key])
+        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+        for model_name, history in (
+            ("two_tower", recommender.retrieval.history),
+            ("deepfm", recommender.ranker.history),
+        ):
+            for epoch, (train, val) in enumerate(zip(history.train_loss, history.validation_loss, strict=False)):
+                mlflow.log_metric(f"{model_name}.train_loss", train, step=epoch)
+                if np.isfinite(val):
+                    mlflow.log_metric(f"{model_name}.validation_loss", val, step=epoch)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            write_report(evaluation, folder / "evaluation")
+            mlflow.log_artifacts(str(folder / "evaluation"), "evaluation")
+            index_dir = folder / "index"
+            index_dir.mkdir()
+            assert recommender.item_vectors is not None
+            np.save(index_dir / "item_embeddings.npy", recommender.item_vectors)
+            (index_dir / "item_ids.json").write_text(json.dumps(recommender.catalogue.item_ids))
+            (index_dir / "catalogue.json").write_text(json.dumps(recommender.catalogue.to_dict()))
+            mlflow.log_artifacts(str(index_dir), "index")
+        # Pinned explicitly: inferring requirements would load the model in a subprocess.
+        requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}", "lambdarec"]
+        query_example = query_input_example(recommender)
+        query_model = QueryEncoder(recommender.retrieval.net)
+        with torch.no_grad():
+            query_out = query_model(*[torch.from_numpy(v) for v in query_example.values()]).numpy()
+        tt_info = mlflow.pytorch.log_model(
+            query_model,
+            name="two_tower",
+            signature=infer_signature(query_example, query_out),
+            registered_model_name=names.TWO_TOWER_MODEL,
+            serialization_format="pickle",
+            pip_requirements=requirements,
+        )
+        rank_example = ranker_input_example(recommender)
+        scorer = DeepFMScorer(recommender.ranker.net)
+        with torch.no_grad():
+            rank_out = scorer(*[torch.from_numpy(v) for v in rank_example.values()]).numpy()
+        fm_info = mlflow.pytorch.log_model(
+            scorer,
+            name="deepfm",
+            signature=infer_signature(rank_example, rank_out),
+            registered_model_name=names.DEEPFM_MODEL,
+            serialization_format="pickle",
+            pip_requirements=requirements,
+        )
+        run_id = run.info.run_id
+    client = MlflowClient(tracking_uri=tracking_uri)
+    tt_version = str(tt_info.registered_model_version)
+    fm_version = str(fm_info.registered_model_version)
+    champion = promote or not _has_alias(client, names.TWO_TOWER_MODEL, names.CHAMPION_ALIAS)
+    for model_name, version in ((names.TWO_TOWER_MODEL, tt_version), (names.DEEPFM_MODEL, fm_version)):
+        client.set_registered_model_alias(model_name, names.CHALLENGER_ALIAS, version)
+        client.set_model_version_tag(model_name, version, "dataset_fingerprint", evaluation.fingerprint)
+        client.set_model_version_tag(model_name, version, "run_id", run_id)
+        client.set_model_version_tag(
+            model_name,
+            version,
+            "feature_service",
+            names.RETRIEVAL_FEATURE_SERVICE if model_name == names.TWO_TOWER_MODEL else names.RANKING_FEATURE_SERVICE,
+        )
+        if champion:
+            client.set_registered_model_alias(model_name, names.CHAMPION_ALIAS, version)
+    return TrackedRun(run_id, tt_version, fm_version, champion)
+
+
+def _has_alias(client: Any, model_name: str, alias: str) -> bool:
+    try:
+        client.get_model_version_by_alias(model_name, alias)
+    except Exception:  # MlflowException: alias or model not found
+        return False
+    return True
+
+
+def alias_version(tracking_uri: str, model_name: str, alias: str) -> str | None:
+    """The version an alias points at, or None."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        return str(client.get_model_version_by_alias(model_name, alias).version)
+    except Exception:
+        return None
+
+
+def set_alias(tracking_uri: str, model_name: str, alias: str, version: str) -> None:
+    """Point ``alias`` of ``model_name`` at ``version``."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(model_name, alias, version)
+
+
+def promote(tracking_uri: str, two_tower_version: str) -> dict[str, str]:
+    """Make a two-tower version and the DeepFM version trained in the same run ``champion``.
+
+    Returns:
+        Model name -> the version now champion.
+
+    Raises:
+        ValueError: When no DeepFM version comes from the same run.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    run_id = client.get_model_version(names.TWO_TOWER_MODEL, two_tower_version).run_id
+    ranker = [v for v in client.search_model_versions(f"name='{names.DEEPFM_MODEL}'") if v.run_id == run_id]
+    if not ranker:
+        raise ValueError(f"no {names.DEEPFM_MODEL} version was trained in run {run_id}")
+    versions = {names.TWO_TOWER_MODEL: str(two_tower_version), names.DEEPFM_MODEL: str(ranker[0].version)}
+    for model_name, version in versions.items():
+        client.set_registered_model_alias(model_name, names.CHAMPION_ALIAS, version)
+    return versions
+
+
+def load_item_embeddings(tracking_uri: str, version: str) -> tuple[list[str], np.ndarray]:
+    """Item ids and embeddings logged with two-tower model ``version`` (for ``index build``)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    run_id = client.get_model_version(names.TWO_TOWER_MODEL, version).run_id
+    mlflow.set_tracking_uri(tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="index", dst_path=tmp))
+        vectors = np.load(folder / "item_embeddings.npy")
+        item_ids = json.loads((folder / "item_ids.json").read_text())
+    return item_ids, vectors

@@ -1,0 +1,45 @@
+"""Tiny seeded data for the model unit tests (no engines, CPU, seconds)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _two_threads() -> None:
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_events() -> Any:
+    """4,000 synthetic events over 120 items (seeded)."""
+    from lambdarec.data import generate_events_table
+    from lambdarec.models.data import load_events
+
+    return load_events(generate_events_table(4000, 120, 80, seed=3))
+
+
+@pytest.fixture(scope="session")
+def tiny_split(tiny_events: Any) -> Any:
+    """The temporal split of ``tiny_events``."""
+    from lambdarec.models.data import temporal_split
+
+    return temporal_split(tiny_events)
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> Any:
+    """Small, fast model sizes."""
+    from lambdarec.models.deepfm import DeepFMConfig
+    from lambdarec.models.pipeline import PipelineConfig
+    from lambdarec.models.two_tower import TwoTowerConfig
+
+    return PipelineConfig(
+        two_tower=TwoTowerConfig(dim=16, hidden=32, epochs=3, batch_size=256),
+        deepfm=DeepFMConfig(embedding_dim=4, hidden=(16,), epochs=3, batch_size=512),
+        retrieval_k=30,
+        covisit_k=10,
+    )

@@ -1,0 +1,67 @@
+"""Model shapes, learning on a toy problem, cold start, bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lambdarec.evaluate.metrics import roc_auc  # noqa: E402
+from lambdarec.models.data import PAD  # noqa: E402
+from lambdarec.models.deepfm import DeepFMConfig, DeepFMModel  # noqa: E402
+from lambdarec.models.two_tower import TwoTowerConfig, TwoTowerModel  # noqa: E402
+
+
+def test_two_tower_shapes_and_loss_goes_down(tiny_split: Any) -> None:
+    model = TwoTowerModel(tiny_split.catalogue, TwoTowerConfig(dim=16, hidden=32, epochs=4, batch_size=128, patience=9))
+    history = model.fit(tiny_split.train)
+    assert history.train_loss[-1] < history.train_loss[0]
+    vectors = model.item_embeddings()
+    assert vectors.shape == (tiny_split.catalogue.n_items, 16)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    items, scores = model.recommend(tiny_split.test, 10)
+    assert items.shape == (len(tiny_split.test), 10) and PAD not in items
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+
+
+def test_cold_start_item_gets_a_content_embedding(tiny_split: Any) -> None:
+    model = TwoTowerModel(tiny_split.catalogue, TwoTowerConfig(dim=16, hidden=32, epochs=1, batch_size=256))
+    model.fit(tiny_split.train)
+    cat = tiny_split.catalogue
+    some_category = next(iter(cat.categories))
+    new_items = pd.DataFrame(
+        {
+            "item_id": ["brand-new-1", "brand-new-2"],
+            "category": [some_category, "a category never seen"],
+            "brand": [None, None],
+            "price": [12.5, np.nan],
+        }
+    )
+    inputs = cat.content_of(new_items)
+    assert inputs["item"].tolist() == [PAD, PAD]
+    vectors = model.embed_item_inputs(inputs)
+    assert vectors.shape == (2, 16) and np.isfinite(vectors).all()
+    assert not np.allclose(vectors[0], vectors[1])  # content differs, so does the embedding
+
+
+def test_deepfm_learns_a_toy_rule_and_rejects_bad_input() -> None:
+    rng = np.random.default_rng(0)
+    sparse = rng.integers(0, 5, size=(4000, 3))
+    dense = rng.standard_normal((4000, 2)).astype(np.float32)
+    labels = ((sparse[:, 0] == sparse[:, 1]) | (dense[:, 0] > 1)).astype(np.float32)
+    model = DeepFMModel(
+        [5, 5, 5], 2, DeepFMConfig(embedding_dim=4, hidden=(16,), epochs=8, batch_size=256, lr=1e-2, patience=20)
+    )
+    history = model.fit(sparse, dense, labels, np.ones(4000))
+    assert history.train_loss[-1] < history.train_loss[0]
+    probs = model.predict(sparse, dense)
+    assert probs.shape == (4000,) and ((probs >= 0) & (probs <= 1)).all()
+    assert roc_auc(labels, probs) > 0.9
+    with pytest.raises(ValueError, match="NaN"):
+        model.fit(sparse, np.full_like(dense, np.nan), labels, np.ones(4000))
+    with pytest.raises(ValueError, match="one class"):
+        model.fit(sparse, dense, np.ones(4000), np.ones(4000))
