@@ -15,7 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lambdarec.batch import commands as batch_commands
+from lambdarec.featurestore import commands as feature_commands
 from lambdarec.settings import Settings, load_settings
+from lambdarec.stream.commands import app as stream_app
 
 if TYPE_CHECKING:
     from lambdarec.runtime.supervisor import ServiceStatus
@@ -175,6 +178,22 @@ def _print_status(statuses: list[ServiceStatus]) -> None:
     console.print(table)
 
 
+app.add_typer(stream_app, name="stream")
+
+
+# -- models, evaluation and the item index (issue #5) -----------------------------------------
+from lambdarec.index.commands import index_app  # noqa: E402
+from lambdarec.models.commands import evaluate_command, train_command  # noqa: E402
+
+app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
+app.add_typer(index_app, name="index")
+
+
+app.add_typer(feature_commands.app, name="features")
+app.add_typer(batch_commands.app, name="batch")
+
+
 # -- datasets and replay ------------------------------------------------------------------------
 @app.command("datasets")
 def datasets_list() -> None:
@@ -251,6 +270,8 @@ def demo(
     events: Annotated[int, typer.Option(help="Size of the synthetic dataset when no --dataset is given.")] = 200_000,
     speed: Annotated[str, typer.Option(help="Replay speed: 'max' or a real-time factor.")] = "max",
     keep_running: Annotated[bool, typer.Option(help="Leave the services up afterwards.")] = True,
+    models: Annotated[bool, typer.Option(help="Train, evaluate and register the models; build the item index.")] = True,
+    train_budget: Annotated[float, typer.Option(help="Seconds of model training in the demo.")] = 120.0,
 ) -> None:
     """Run the main job on embedded defaults: services up, a dataset replayed into Kafka, a summary."""
     from lambdarec.demo import run_demo
@@ -265,6 +286,8 @@ def demo(
             speed=ReplaySpeed.parse(speed),
             console=console,
             keep_running=keep_running,
+            train_models=models,
+            train_budget_s=train_budget,
         )
     except (ValueError, FileNotFoundError, RuntimeServiceError) as err:
         raise _fail(str(err)) from None

@@ -145,6 +145,7 @@ class DemoSummary:
     malformed_sent: int
     topic_sizes: dict[str, int]
     services: list[dict[str, Any]] = field(default_factory=list)
+    models: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -162,6 +163,7 @@ class DemoSummary:
             "malformed_examples_sent": self.malformed_sent,
             "topic_sizes": self.topic_sizes,
             "services": self.services,
+            "models": self.models,
         }
 
 
@@ -195,6 +197,8 @@ def run_demo(
     speed: ReplaySpeed | None = None,
     console: Console | None = None,
     keep_running: bool = True,
+    train_models: bool = True,
+    train_budget_s: float = 120.0,
 ) -> DemoSummary:
     """Start the engines, replay a dataset, show the dead-letter path, summarize.
 
@@ -205,6 +209,8 @@ def run_demo(
         speed: Replay speed; None means as fast as possible.
         console: Where progress and the summary are printed (None: silent).
         keep_running: Leave the services up for `lambdarec services status` and further work.
+        train_models: Train, evaluate and register both models and build the item index.
+        train_budget_s: Training-time budget of the models stage.
 
     Returns:
         The summary (also written to ``<state_dir>/demo/summary.json``).
@@ -237,6 +243,15 @@ def run_demo(
                 verdict = rejection.describe() if rejection else "accepted"
                 out.print(f"  {raw!r:.70} → [yellow]{verdict}[/]")
 
+        models: dict[str, Any] = {}
+        if train_models:
+            from lambdarec.models.commands import run_models_stage
+
+            out.rule("[bold]5. models: train, evaluate, register, build the item index")
+            # The models read the dataset that was replayed (same adapter, same events), not
+            # the Kafka topic: the batch layer's training sets will replace this input.
+            models = run_models_stage(settings, spec, console, train_budget_s=train_budget_s)
+
         sizes = {topic: topic_size(bootstrap, topic) for topic in (CLICKS_TOPIC, CLICKS_DLQ_TOPIC)}
         statuses = supervisor.status()
         summary = DemoSummary(
@@ -244,8 +259,9 @@ def run_demo(
             malformed_sent=len(MALFORMED_EXAMPLES),
             topic_sizes=sizes,
             services=[{"name": s.name, "state": s.state, "endpoint": s.endpoint, "pid": s.pid} for s in statuses],
+            models=models,
         )
-        out.rule("[bold]5. summary")
+        out.rule("[bold]6. summary")
         table = Table(show_header=True)
         table.add_column("topic")
         table.add_column("messages held by the broker (every replay so far)", justify="right")

@@ -37,7 +37,7 @@ def demo_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Run the demo once (services stay up) and stop everything at the end."""
     state = tmp_path_factory.mktemp("demo-state")
     try:
-        run_cli(state, "demo", "--events", "20000")
+        run_cli(state, "demo", "--events", "20000", "--train-budget", "30")
         yield state
     finally:
         run_cli(state, "services", "down", check=False)
@@ -54,6 +54,15 @@ def test_demo_replays_the_synthetic_shop_and_accounts_for_every_event(demo_state
     assert summary["topic_sizes"]["clicks"] == publish["accepted"]
     assert summary["topic_sizes"]["clicks.dlq"] == publish["rejected"] + summary["malformed_examples_sent"]
     assert {s["name"] for s in summary["services"]} == {"kafka", "milvus", "mlflow"}
+
+
+def test_demo_trains_registers_and_indexes_the_models(demo_state: Path) -> None:
+    models = json.loads((demo_state / "demo" / "summary.json").read_text())["models"]
+    assert models["two_tower_version"] == models["deepfm_version"] == 1
+    assert models["champion"] is True  # the first versions ever registered
+    assert models["index"]["rows"] > 0 and models["index"]["alias"] == "swapped"
+    methods = {row["method"] for row in models["evaluation"]["rows"]}
+    assert {"most-popular", "item-kNN", "session-kNN"} <= methods
 
 
 def test_status_shows_every_service_healthy(demo_state: Path) -> None:

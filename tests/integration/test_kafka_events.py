@@ -171,3 +171,27 @@ def test_core_topics_exist_after_up(kafka_bootstrap: str, topic: str) -> None:
 
     topics = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics
     assert topic in topics
+
+
+def test_history_is_stamped_with_publish_time_so_retention_keeps_it(kafka_bootstrap: str) -> None:
+    """A 2019 event must not carry a 2019 record timestamp: 7-day retention would delete it at once."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    clicks, dlq = fresh_topics(kafka_bootstrap)
+    before_ms = int(time.time() * 1000)
+    with EventPublisher(kafka_bootstrap, topic=clicks, dlq_topic=dlq) as publisher:
+        publisher.publish({**valid_event(1, session="old"), "event_time": 1_569_888_000_000})
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"ts-{uuid.uuid4().hex}"})
+    try:
+        partitions = consumer.list_topics(clicks, timeout=10).topics[clicks].partitions
+        consumer.assign([TopicPartition(clicks, p, 0) for p in partitions])
+        messages: list[object] = []
+        deadline = time.monotonic() + 20
+        while not messages and time.monotonic() < deadline:
+            messages = [m for m in consumer.consume(10, timeout=1.0) if m.error() is None]
+        (message,) = messages
+        _kind, stamp = message.timestamp()  # type: ignore[attr-defined]
+        assert stamp >= before_ms - 1000  # publish time, not 2019
+        assert b'"event_time":1569888000000' in message.value()  # type: ignore[attr-defined]
+    finally:
+        consumer.close()

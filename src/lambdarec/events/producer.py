@@ -136,7 +136,7 @@ class EventPublisher:
         result = encode_event(raw, max_bytes=self.max_event_bytes, max_future_ms=self.max_future_ms)
         if type(result) is EncodedEvent:
             self.stats.accepted += 1
-            self._produce(self.topic, result.key, result.value, result.event_time, dlq=False)
+            self._produce(self.topic, result.key, result.value, dlq=False)
             return None
         assert isinstance(result, EventRejection)
         self.reject(raw, result, origin=origin, count_offered=False)
@@ -152,7 +152,7 @@ class EventPublisher:
         """Publish an event that is already validated (e.g. built by the generator)."""
         self.stats.offered += 1
         self.stats.accepted += 1
-        self._produce(self.topic, event.session_id.encode(), event.to_json(), event.event_time, dlq=False)
+        self._produce(self.topic, event.session_id.encode(), event.to_json(), dlq=False)
 
     def reject(
         self,
@@ -167,15 +167,14 @@ class EventPublisher:
             self.stats.offered += 1
         self.stats.rejected += 1
         self.stats.reasons[rejection.describe()[:120]] += 1
-        self._produce(
-            self.dlq_topic, None, dead_letter(raw, rejection, source="producer", origin=origin), None, dlq=True
-        )
+        self._produce(self.dlq_topic, None, dead_letter(raw, rejection, source="producer", origin=origin), dlq=True)
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes, timestamp: int | None, *, dlq: bool) -> None:
+    def _produce(self, topic: str, key: bytes | None, value: bytes, *, dlq: bool) -> None:
+        # The Kafka record timestamp is the time of publishing, not the event time (which is
+        # in the payload): replays of history would otherwise be deleted at once by time-based
+        # retention, and Kafka 4 refuses record timestamps more than an hour ahead.
         callback = self._on_dlq_delivery if dlq else self._on_delivery
         kwargs: dict[str, Any] = {"on_delivery": callback}
-        if timestamp is not None:
-            kwargs["timestamp"] = timestamp
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, **kwargs)
