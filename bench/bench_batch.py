@@ -1,0 +1,192 @@
+"""Benchmark the batch layer on local[2]: wall time and peak memory per stage, and how it scales.
+
+For each size: the seeded generator writes N events to Parquet; Spark turns them into bronze
+records (JSON values with Kafka-like coordinates: the Kafka read itself is measured by
+bench_kafka.py); then silver (all dates) and gold (the last date) run as in production. Peak
+memory is the largest resident set of this process plus its children (the JVM, Python workers),
+sampled every 0.2 s. Writes bench/results/batch.json (or --out):
+
+    .venv/bin/python bench/bench_batch.py --events 1000000 10000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+class PeakMemory:
+    """Samples the RSS of this process tree in a thread; ``peak_mib`` since the last reset."""
+
+    def __init__(self, interval_s: float = 0.2) -> None:
+        self.interval_s = interval_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        me = psutil.Process()
+        total = 0
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            time.sleep(self.interval_s)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def reset(self) -> None:
+        """Start a new peak from the current usage."""
+        self.peak = self._sample()
+
+    @property
+    def peak_mib(self) -> float:
+        """Peak RSS since the last reset, MiB."""
+        return self.peak / 2**20
+
+
+def bronze_from_parquet(spark: Any, events_path: Path, bronze_dir: Path) -> int:
+    """Write bronze records for the generator's events (what ingest_bronze writes from Kafka)."""
+    from pyspark.sql import functions as F
+
+    events = spark.read.parquet(str(events_path))
+    fields = list(events.columns)
+    bronze = events.select(
+        (F.abs(F.hash("session_id")) % 4).cast("int").alias("kafka_partition"),
+        F.monotonically_increasing_id().alias("kafka_offset"),
+        F.timestamp_millis(F.col("event_time") + 50).alias("kafka_timestamp"),
+        F.col("session_id").alias("kafka_key"),
+        F.to_json(F.struct(*fields)).alias("value"),
+        F.to_date(F.timestamp_millis("event_time")).alias("event_date"),
+    )
+    bronze.write.mode("overwrite").partitionBy("event_date").parquet(str(bronze_dir / "ingest=bench"))
+    return int(events.count())
+
+
+def run_size(n_events: int, workdir: Path, shuffle_partitions: int, driver_memory: str) -> dict[str, Any]:
+    """Generate, then time bronze, silver and gold for one size."""
+    from lambdarec.batch.bronze import bronze_dates
+    from lambdarec.batch.gold import build_gold
+    from lambdarec.batch.lake import Lake
+    from lambdarec.batch.silver import build_silver
+    from lambdarec.batch.spark import build_spark
+    from lambdarec.data import generate_events
+
+    events_path = workdir / f"events-{n_events}.parquet"
+    started = time.perf_counter()
+    generate_events(
+        n_events, max(1_000, n_events // 20), max(500, n_events // 50), 42, out_path=events_path, progress=False
+    )
+    result: dict[str, Any] = {"events": n_events, "generate_s": round(time.perf_counter() - started, 1), "stages": {}}
+    lake = Lake(workdir / f"lake-{n_events}")
+    spark = build_spark(
+        "lambdarec-bench", master="local[2]", shuffle_partitions=shuffle_partitions, driver_memory=driver_memory
+    )
+    try:
+        with PeakMemory() as memory:
+            for stage in ("bronze", "silver", "gold"):
+                memory.reset()
+                started = time.perf_counter()
+                if stage == "bronze":
+                    detail: Any = {"records": bronze_from_parquet(spark, events_path, lake.bronze)}
+                elif stage == "silver":
+                    reports = build_silver(spark, lake, bronze_dates(lake))
+                    detail = {
+                        "dates": len(reports),
+                        "events": sum(r.events for r in reports),
+                        "visits": sum(r.visits for r in reports),
+                    }
+                else:
+                    last = sorted(p.name.split("=")[1] for p in lake.silver.glob("event_date=*"))[-1]
+                    detail = build_gold(spark, lake, last).to_dict()
+                seconds = time.perf_counter() - started
+                result["stages"][stage] = {
+                    "seconds": round(seconds, 1),
+                    "peak_rss_mib": round(memory.peak_mib),
+                    "detail": detail,
+                }
+                print(
+                    f"{n_events:>11,} events  {stage:<7} {seconds:7.1f} s  peak {memory.peak_mib:,.0f} MiB", flush=True
+                )
+    finally:
+        spark.stop()
+        shutil.rmtree(lake.root, ignore_errors=True)
+        events_path.unlink(missing_ok=True)
+    result["bronze_to_gold_s"] = round(sum(s["seconds"] for s in result["stages"].values()), 1)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run every size and write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000], help="sizes to run")
+    parser.add_argument("--shuffle-partitions", type=int, default=8)
+    parser.add_argument("--driver-memory", default="6g")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "batch.json")
+    args = parser.parse_args(argv)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="lambdarec-bench-batch-") as tmp:
+        for n in args.events:
+            runs.append(run_size(n, Path(tmp), args.shuffle_partitions, args.driver_memory))
+    growth = {}
+    if len(runs) > 1:
+        small, large = runs[0], runs[-1]
+        growth = {
+            f"{stage}_x": round(large["stages"][stage]["seconds"] / max(small["stages"][stage]["seconds"], 1e-9), 2)
+            for stage in small["stages"]
+        }
+        growth["events_x"] = round(large["events"] / small["events"], 1)
+    result = {
+        "benchmark": "batch",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": psutil.cpu_count(),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30),
+            "platform": platform.platform(),
+        },
+        "spark": {
+            "master": "local[2]",
+            "shuffle_partitions": args.shuffle_partitions,
+            "driver_memory": args.driver_memory,
+        },
+        "goal": "each stage <= 300 s at 10M events",
+        "runs": runs,
+        "growth": growth,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(
+        json.dumps(
+            {
+                "runs": [{"events": r["events"], **{k: v["seconds"] for k, v in r["stages"].items()}} for r in runs],
+                "growth": growth,
+            }
+        )
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main()

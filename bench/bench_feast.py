@@ -1,0 +1,196 @@
+"""Benchmark the feature store: materialize throughput and online read latency of ranking_v1.
+
+Builds gold-shaped tables (N users, M items) in a temporary lake, applies the Feast repo,
+materializes (rows/s), then reads ranking_v1 for 1 user + 100 items many times and reports
+p50/p99 — on SQLite (local) and, when `redis-server` is installed, on Redis (prod config) too.
+Writes bench/results/feast.json (or --out):
+
+    .venv/bin/python bench/bench_feast.py --users 100000 --items 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SNAPSHOT = datetime(2024, 1, 31, tzinfo=UTC)
+
+
+def write_gold(lake: Path, n_users: int, n_items: int, seed: int = 7) -> None:
+    """Gold-shaped Parquet tables with random but plausible values."""
+    rng = np.random.default_rng(seed)
+    cats = np.array([f"cat.c{i:03d}" for i in range(50)])
+    stamp = pd.Timestamp(SNAPSHOT)
+    users = pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in range(n_users)],
+            "user_events_30d": rng.integers(1, 200, n_users),
+            "user_views_30d": rng.integers(1, 150, n_users),
+            "user_carts_30d": rng.integers(0, 20, n_users),
+            "user_purchases_30d": rng.integers(0, 5, n_users),
+            "user_spend_30d": rng.gamma(2.0, 50.0, n_users),
+            "user_distinct_items_30d": rng.integers(1, 100, n_users),
+            "user_visits_30d": rng.integers(1, 30, n_users),
+            "user_last_event_ms": int(stamp.timestamp() * 1000) - rng.integers(0, 86_400_000, n_users),
+            "user_days_since_last_event": rng.random(n_users),
+            "user_top_categories": [list(rng.choice(cats, 3, replace=False)) for _ in range(n_users)],
+            "event_timestamp": stamp,
+        }
+    )
+    items: dict[str, Any] = {"item_id": [f"i{i}" for i in range(n_items)]}
+    for days in (1, 7, 30):
+        for kind in ("views", "carts", "purchases", "popularity"):
+            items[f"item_{kind}_{days}d"] = rng.integers(0, 100 * days, n_items)
+    items |= {
+        "item_cart_rate_30d": rng.random(n_items),
+        "item_conversion_rate_30d": rng.random(n_items) / 10,
+        "item_price_mean_30d": rng.gamma(2.0, 20.0, n_items),
+        "item_category": rng.choice(cats, n_items),
+        "event_timestamp": stamp,
+    }
+    neighbours = pd.DataFrame(
+        {
+            "item_id": items["item_id"],
+            "copurchase_items": [[f"i{j}" for j in rng.integers(0, n_items, 5)] for _ in range(n_items)],
+            "copurchase_scores": [sorted(rng.random(5), reverse=True) for _ in range(n_items)],
+            "coview_items": [[f"i{j}" for j in rng.integers(0, n_items, 5)] for _ in range(n_items)],
+            "coview_scores": [sorted(rng.random(5), reverse=True) for _ in range(n_items)],
+            "event_timestamp": stamp,
+        }
+    )
+    sessions = pd.DataFrame(
+        {
+            "session_id": [f"s{i}" for i in range(1000)],
+            "session_recent_items": [[f"i{j}" for j in rng.integers(0, n_items, 5)] for _ in range(1000)],
+            **{
+                name: rng.integers(0, 10, 1000)
+                for name in (
+                    "session_event_count",
+                    "session_view_count",
+                    "session_cart_count",
+                    "session_purchase_count",
+                    "session_distinct_categories",
+                    "session_start_ms",
+                    "session_last_event_ms",
+                )
+            },
+            "session_dwell_s": rng.random(1000) * 600,
+            "event_timestamp": stamp,
+        }
+    )
+    for table, frame in (
+        ("user_history", users),
+        ("item_stats", pd.DataFrame(items)),
+        ("item_neighbours", neighbours),
+        ("session_features", sessions),
+    ):
+        folder = lake / "gold" / table / f"date={SNAPSHOT.date() - timedelta(days=1)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(folder / "part-0.parquet", index=False)
+
+
+def read_latency(store: Any, n_users: int, n_items: int, reps: int, seed: int = 3) -> dict[str, float]:
+    """p50/p99/mean of ranking_v1 reads of 1 user + 100 items, in ms."""
+    from lambdarec.featurestore.store import get_online_features
+
+    rng = np.random.default_rng(seed)
+    timings = []
+    for rep in range(reps + 10):
+        user = f"u{rng.integers(0, n_users)}"
+        items = [f"i{j}" for j in rng.integers(0, n_items, 100)]
+        started = time.perf_counter()
+        values = get_online_features(store, user, items)
+        elapsed = (time.perf_counter() - started) * 1000
+        if rep >= 10:  # warm-up reads excluded
+            timings.append(elapsed)
+        assert values["user_events_30d"][0] is not None
+    array = np.array(timings)
+    return {
+        "p50_ms": round(float(np.percentile(array, 50)), 2),
+        "p99_ms": round(float(np.percentile(array, 99)), 2),
+        "mean_ms": round(float(array.mean()), 2),
+        "reads": reps,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_backend(env: str, state: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Apply, materialize and read on one environment's online store."""
+    from lambdarec.featurestore.store import apply, materialize, open_store
+    from lambdarec.settings import load_settings
+
+    overrides: dict[str, Any] = {"state_dir": state}
+    if env != "local":
+        overrides["secret_key"] = "bench-only"
+    settings = load_settings(env, **overrides)
+    apply(settings)
+    report = materialize(settings, SNAPSHOT - timedelta(days=31), SNAPSHOT + timedelta(seconds=1))
+    latency = read_latency(open_store(settings), args.users, args.items, args.reads)
+    result = {"materialize": report.to_dict(), "ranking_v1_1_user_100_items": latency}
+    print(env, json.dumps(result), flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark on SQLite and Redis and write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--reads", type=int, default=500, help="timed reads per backend")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "feast.json")
+    args = parser.parse_args(argv)
+    result: dict[str, Any] = {
+        "benchmark": "feast",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "users": args.users,
+        "items": args.items,
+        "goal": "p99 <= 5 ms on SQLite for ranking_v1, 1 user + 100 items",
+        "backends": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="lambdarec-bench-feast-") as tmp:
+        state = Path(tmp)
+        write_gold(state / "lake", args.users, args.items)
+        result["backends"]["sqlite"] = run_backend("local", state, args)
+        binary = shutil.which("redis-server")
+        if binary:
+            port = _free_port()
+            redis = subprocess.Popen(
+                [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL,
+            )
+            try:
+                time.sleep(0.5)
+                os.environ["LAMBDAREC_REDIS_URL"] = f"127.0.0.1:{port}"
+                os.environ["FEAST_DIR"] = str(state / "feast-redis")
+                result["backends"]["redis"] = run_backend("prod", state, args)
+            finally:
+                redis.terminate()
+                redis.wait(timeout=10)
+        else:
+            result["backends"]["redis"] = {"skipped": "redis-server not installed"}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
