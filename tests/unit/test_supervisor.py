@@ -127,3 +127,11 @@ def test_children_orphaned_by_a_dead_leader_are_stopped(settings: Settings) -> N
         assert supervisor.up()[0].healthy  # and the service starts again on its port
     finally:
         supervisor.down()
+
+
+def test_kafka_cluster_ids_never_look_like_options() -> None:
+    from lambdarec.runtime.kafka import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(5_000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)

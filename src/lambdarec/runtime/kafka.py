@@ -33,8 +33,15 @@ CORE_TOPICS: dict[str, int | None] = {CLICKS_TOPIC: None, CLICKS_DLQ_TOPIC: 1, S
 
 
 def new_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes in URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: 16 random bytes in URL-safe base64 without padding.
+
+    Like Kafka's own ``Uuid.randomUuid``, never one that starts with '-': command-line
+    parsers would read it as an option (StorageTool did, once in 64 starts).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class KafkaService(ManagedService):
@@ -101,10 +108,8 @@ class KafkaService(ManagedService):
                 *self._java_prefix(),
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                new_cluster_id(),
-                "-c",
-                str(self.config_path),
+                f"--cluster-id={new_cluster_id()}",
+                f"--config={self.config_path}",
             ],
             capture_output=True,
             text=True,
