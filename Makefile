@@ -18,7 +18,7 @@ demo: setup  ## The main job on embedded defaults: services up, a dataset replay
 	$(LAMBDAREC) demo
 
 test: setup  ## Lint, then unit + integration + e2e tests against real engines (slow-marked e2e excluded)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench jobs features
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
@@ -32,13 +32,13 @@ bench: setup  ## Benchmarks; JSON results under bench/results/
 	$(PY) bench/run_all.py
 
 lint: setup  ## ruff + mypy
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench jobs features
+	$(VENV)/bin/ruff format --check src tests bench jobs features
 	$(VENV)/bin/mypy
 
 format: setup  ## Apply ruff's formatting and import order
-	$(VENV)/bin/ruff check --fix src tests bench
-	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench jobs features
+	$(VENV)/bin/ruff format src tests bench jobs features
 
 clean:  ## Stop services and remove local state (keeps environments and jars)
 	-$(LAMBDAREC) services down
