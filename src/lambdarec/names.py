@@ -76,3 +76,23 @@ SESSION_FEATURES: Final = (
     SESSION_LAST_EVENT_MS,
     SESSION_DWELL_S,
 )
+
+# Speed layer ---------------------------------------------------------------------------------
+USER_FEATURES_TOPIC: Final = "features.user"
+"""Per-user features from the speed layer (recent items across sessions)."""
+ITEM_FEATURES_TOPIC: Final = "features.item"
+"""Per-item features from the speed layer (trending counts over a sliding window)."""
+USER_RECENT_ITEMS: Final = "user_recent_items"
+ITEM_TRENDING_COUNT: Final = "item_trending_10m"
+STREAM_JOB_SERVICE: Final = "stream-job"
+STREAM_PUSHER_SERVICE: Final = "stream-pusher"
+
+# Batch layer + feature store ------------------------------------------------------------------
+USER_HISTORY_FEATURE_VIEW: Final = "user_history"
+ITEM_STATS_FEATURE_VIEW: Final = "item_stats"
+ITEM_NEIGHBOURS_FEATURE_VIEW: Final = "item_neighbours"
+USER_ITEM_FEATURE_VIEW: Final = "user_item_request"
+"""On-demand view: features of a (user, item) pair at request time."""
+SESSION_PUSH_SOURCE: Final = "session_push_source"
+"""Push source the speed layer writes session features to (schema: lambdarec.features.session)."""
+FEAST_PROJECT: Final = "lambdarec"

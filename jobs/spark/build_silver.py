@@ -1,0 +1,40 @@
+"""Spark job: bronze → silver for the given event dates (clean, deduplicate by event_id, sessionize).
+
+Unreadable or schema-drifted bronze files and invalid records are quarantined with the reason;
+each date's partition is replaced, so a rerun of a date gives the same output.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments, run the stage, print one JSON report per date."""
+    from lambdarec.batch.jobargs import base_parser, lake_of, master_of
+
+    parser = base_parser(__doc__ or "")
+    parser.add_argument(
+        "--date", action="append", default=[], help="event date YYYY-MM-DD (repeatable; default: all in bronze)"
+    )
+    args = parser.parse_args(argv)
+
+    from lambdarec.batch.bronze import bronze_dates
+    from lambdarec.batch.silver import build_silver
+    from lambdarec.batch.spark import build_spark
+
+    lake = lake_of(args)
+    dates = args.date or bronze_dates(lake)
+    spark = build_spark("lambdarec-build-silver", master=master_of(args), shuffle_partitions=args.shuffle_partitions)
+    try:
+        reports = build_silver(spark, lake, dates)
+    finally:
+        spark.stop()
+    for report in reports:
+        print(json.dumps(report.to_dict()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

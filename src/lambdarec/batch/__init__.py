@@ -1,0 +1,8 @@
+"""The batch layer: bronze (raw Kafka records) → silver (clean, deduplicated, sessionized) → gold.
+
+Pure logic over pandas/Arrow lives in :mod:`lambdarec.batch.sessions` and
+:mod:`lambdarec.batch.training`; the Spark stages (:mod:`~lambdarec.batch.bronze`,
+:mod:`~lambdarec.batch.silver`, :mod:`~lambdarec.batch.gold`) call it. ``jobs/spark/`` holds thin
+entry points over these stages. Nothing here imports pyspark or feast at module import time
+except the Spark stage modules themselves.
+"""

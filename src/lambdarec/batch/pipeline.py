@@ -1,0 +1,207 @@
+"""The whole batch layer for one environment: bronze → silver → gold → Feast (apply, sets, materialize).
+
+This is what ``lambdarec batch run``, the demo and the daily DAG call.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from lambdarec.batch.lake import Lake, parse_date, snapshot_time, write_json_atomic
+from lambdarec.names import (
+    CLICKS_TOPIC,
+    ITEM_NEIGHBOURS_FEATURE_VIEW,
+    ITEM_STATS_FEATURE_VIEW,
+    USER_HISTORY_FEATURE_VIEW,
+)
+from lambdarec.settings import Settings
+
+
+@dataclass
+class BatchSummary:
+    """What one batch run did, stage by stage."""
+
+    stages_s: dict[str, float] = field(default_factory=dict)
+    bronze: dict[str, Any] = field(default_factory=dict)
+    silver: list[dict[str, Any]] = field(default_factory=list)
+    gold: list[dict[str, Any]] = field(default_factory=list)
+    training: dict[str, Any] = field(default_factory=dict)
+    materialize: dict[str, Any] = field(default_factory=dict)
+    applied: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "stages_s": {k: round(v, 2) for k, v in self.stages_s.items()},
+            "bronze": self.bronze,
+            "silver": self.silver,
+            "gold": self.gold,
+            "training": self.training,
+            "materialize": self.materialize,
+            "applied": self.applied,
+        }
+
+    def render(self) -> Table:
+        """A table of the stages with their main counts."""
+        table = Table(title="batch layer", show_header=True)
+        table.add_column("stage")
+        table.add_column("result")
+        table.add_column("seconds", justify="right")
+        rejected = sum(sum(r["rejected"].values()) for r in self.silver)
+        files = sum(len(r["quarantined_files"]) for r in self.silver)
+        rows = {
+            "bronze": f"{self.bronze.get('records', 0):,} Kafka records (run {self.bronze.get('run', '-')})",
+            "silver": (
+                f"{sum(r['events'] for r in self.silver):,} events over {len(self.silver)} dates, "
+                f"{sum(r['duplicates'] for r in self.silver):,} duplicates dropped, {rejected:,} rows and "
+                f"{files} files quarantined, {sum(r['late'] for r in self.silver):,} late"
+            ),
+            "gold": "; ".join(
+                f"{g['date']}: " + ", ".join(f"{k} {v:,}" for k, v in g["rows"].items()) for g in self.gold
+            ),
+            "feast apply": ", ".join(f"{len(v)} {k}" for k, v in self.applied.items()),
+            "training sets": ", ".join(f"{k} {v:,}" for k, v in self.training.get("rows", {}).items()),
+            "materialize": f"{sum(self.materialize.get('rows', {}).values()):,} online rows "
+            f"({self.materialize.get('rows_per_s', 0):,} rows/s)",
+        }
+        for stage, text in rows.items():
+            table.add_row(stage, text, f"{self.stages_s.get(stage, 0):.1f}")
+        return table
+
+
+def run_batch(
+    settings: Settings,
+    *,
+    ingest: bool = True,
+    dates: list[str] | None = None,
+    gold_days: int = 2,
+    training: bool = True,
+    materialize: bool = True,
+    shuffle_partitions: int = 8,
+    console: Console | None = None,
+) -> BatchSummary:
+    """Run the batch layer end to end.
+
+    Args:
+        settings: The environment (Kafka address, state folder, Feast config).
+        ingest: Read the next Kafka offset range into bronze first.
+        dates: Event dates to (re)build in silver; default: those the ingest touched, or all in bronze.
+        gold_days: Gold snapshots for the latest this many dates (≥ 2 so the last date's training
+            examples have the previous day's features).
+        training: Build the training sets of the latest date through Feast.
+        materialize: Load the latest features into the online store.
+        shuffle_partitions: Spark shuffle partitions.
+        console: Progress output (None: silent).
+
+    Returns:
+        The summary (also written to ``<lake>/_reports/batch.json``).
+    """
+    from lambdarec.batch.bronze import bronze_dates, ingest_bronze
+    from lambdarec.batch.gold import build_gold
+    from lambdarec.batch.silver import build_silver, silver_dates
+    from lambdarec.batch.spark import build_spark, kafka_jars
+
+    out = console or Console(quiet=True)
+    lake = Lake.under(settings.state_dir)
+    summary = BatchSummary()
+    jars = kafka_jars(settings.resolved_jars_dir()) if ingest else []
+    spark = build_spark(shuffle_partitions=shuffle_partitions, jars=jars)
+    try:
+        if ingest:
+            from lambdarec.events.admin import kafka_bootstrap
+
+            started = time.monotonic()
+            with out.status("bronze: reading the next Kafka offset range..."):
+                bronze = ingest_bronze(spark, lake, kafka_bootstrap(settings), CLICKS_TOPIC)
+            summary.stages_s["bronze"] = time.monotonic() - started
+            summary.bronze = bronze.to_dict()
+            touched = sorted(bronze.by_date)
+        else:
+            touched = []
+        todo = dates or touched or bronze_dates(lake)
+        started = time.monotonic()
+        with out.status(f"silver: cleaning and sessionizing {len(todo)} dates..."):
+            summary.silver = [r.to_dict() for r in build_silver(spark, lake, todo)]
+        summary.stages_s["silver"] = time.monotonic() - started
+        started = time.monotonic()
+        gold_dates = silver_dates(lake)[-gold_days:]
+        with out.status(f"gold: snapshots of {', '.join(gold_dates)}..."):
+            summary.gold = [build_gold(spark, lake, day).to_dict() for day in gold_dates]
+        summary.stages_s["gold"] = time.monotonic() - started
+    finally:
+        spark.stop()
+    if not gold_dates:
+        return summary
+
+    from lambdarec.featurestore.store import apply, open_store
+    from lambdarec.featurestore.store import materialize as load_online
+
+    started = time.monotonic()
+    with out.status("feast: applying the feature repo..."):
+        summary.applied = apply(settings)
+    summary.stages_s["feast apply"] = time.monotonic() - started
+    last = gold_dates[-1]
+    if training:
+        from lambdarec.batch.training import build_training_sets
+
+        started = time.monotonic()
+        with out.status(f"training sets of {last} (point-in-time through Feast)..."):
+            summary.training = build_training_sets(open_store(settings), lake, last).to_dict()
+        summary.stages_s["training sets"] = time.monotonic() - started
+    if materialize:
+        started = time.monotonic()
+        end = snapshot_time(parse_date(last)) + timedelta(seconds=1)
+        with out.status("feast: materializing into the online store..."):
+            # Session features online belong to the speed layer (fresher); batch ones stay offline.
+            views = [USER_HISTORY_FEATURE_VIEW, ITEM_STATS_FEATURE_VIEW, ITEM_NEIGHBOURS_FEATURE_VIEW]
+            summary.materialize = load_online(settings, end - timedelta(days=31), end, views).to_dict()
+        summary.stages_s["materialize"] = time.monotonic() - started
+    write_json_atomic(lake.root / "_reports" / "batch.json", summary.to_dict())
+    return summary
+
+
+def run_batch_stage(settings: Settings, console: Console | None = None) -> dict[str, Any]:
+    """The demo's batch stage: ingest what was replayed, build silver and gold, apply, materialize.
+
+    Prints the stage table and an example online read when ``console`` is given.
+
+    Returns:
+        The batch summary as a dict.
+    """
+    from lambdarec.featurestore.store import get_online_features, open_store
+
+    out = console or Console(quiet=True)
+    summary = run_batch(settings, console=console)
+    out.print(summary.render())
+    example = example_entities(settings)
+    if example is not None:
+        user, items = example
+        values = get_online_features(open_store(settings), user, items)
+        out.print(f"online features of user {user} and items {', '.join(items)} (ranking_v1):")
+        out.print(dict(list(values.items())[:12]))
+        out.print(f"try: lambdarec features get --user {user} --items {','.join(items)}")
+    return summary.to_dict()
+
+
+def example_entities(settings: Settings, n_items: int = 3) -> tuple[str, list[str]] | None:
+    """A user with history and popular items from the latest gold snapshot (for examples)."""
+    import pyarrow.dataset as ds
+
+    lake = Lake.under(settings.state_dir)
+    users_dir, items_dir = lake.gold("user_history"), lake.gold("item_stats")
+    if not users_dir.exists() or not items_dir.exists():
+        return None
+    users = ds.dataset(str(users_dir), partitioning="hive").to_table(columns=["user_id", "user_events_30d"])
+    items = ds.dataset(str(items_dir), partitioning="hive").to_table(columns=["item_id", "item_popularity_30d"])
+    if users.num_rows == 0 or items.num_rows == 0:
+        return None
+    user = users.sort_by([("user_events_30d", "descending"), ("user_id", "ascending")])["user_id"][0].as_py()
+    top = items.sort_by([("item_popularity_30d", "descending"), ("item_id", "ascending")])["item_id"]
+    chosen = list(dict.fromkeys(top.to_pylist()))[:n_items]
+    return str(user), [str(i) for i in chosen]

@@ -1,0 +1,1 @@
+"""The Feast feature store: apply the repo in ``features/``, materialize, read online features."""

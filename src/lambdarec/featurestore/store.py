@@ -1,0 +1,233 @@
+"""Wrappers over Feast: the store of an environment, apply, materialize, online reads, training sets.
+
+The definitions live in the Feast repo ``features/`` (entities, sources, views, services); the
+configuration of each environment in ``environments/<env>/feature_store.yaml``, whose ``${VAR}``
+placeholders are filled from the settings (``FEAST_DIR``, ``LAMBDAREC_LAKE_DIR``) and the process
+environment (``LAMBDAREC_REDIS_URL``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from lambdarec import names
+from lambdarec.batch.lake import Lake
+from lambdarec.settings import Settings, find_project_root
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from feast import FeatureStore
+
+REPO_MODULES = ("entities", "data_sources", "feature_views", "on_demand", "feature_services")
+"""The modules of the Feast repo, in import order."""
+_PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
+
+
+def feature_repo_dir() -> Path:
+    """The Feast repo (``features/`` of the checkout, or ``LAMBDAREC_FEATURE_REPO``).
+
+    Raises:
+        FileNotFoundError: When neither is found.
+    """
+    override = os.environ.get("LAMBDAREC_FEATURE_REPO")
+    if override:
+        return Path(override).resolve()
+    root = find_project_root()
+    if root is None or not (root / "features").is_dir():
+        raise FileNotFoundError("no Feast repo found: set LAMBDAREC_FEATURE_REPO to the features/ folder")
+    return root / "features"
+
+
+def feast_dir(settings: Settings) -> Path:
+    """Where the registry and the SQLite online store live (``<state_dir>/feast``)."""
+    return settings.state_dir.resolve() / "feast"
+
+
+def config_values(settings: Settings) -> dict[str, str]:
+    """Values for the ``${VAR}`` placeholders of ``feature_store.yaml``."""
+    values = {k: v for k, v in os.environ.items() if k.startswith(("LAMBDAREC_", "FEAST_"))}
+    values.setdefault("FEAST_DIR", str(feast_dir(settings)))
+    values.setdefault("LAMBDAREC_LAKE_DIR", str(Lake.under(settings.state_dir).root))
+    return values
+
+
+def load_config_dict(settings: Settings, path: Path | None = None) -> dict[str, Any]:
+    """The environment's ``feature_store.yaml`` with its placeholders filled in.
+
+    Raises:
+        FileNotFoundError: No ``feature_store.yaml`` for the environment.
+        ValueError: A placeholder has no value (e.g. ``LAMBDAREC_REDIS_URL`` unset for prod).
+    """
+    if path is None:
+        root = find_project_root()
+        if root is None:
+            raise FileNotFoundError("no checkout found for environments/<env>/feature_store.yaml")
+        path = root / "environments" / settings.env / "feature_store.yaml"
+    text = path.read_text()
+    values = config_values(settings)
+    missing = sorted({m for m in _PLACEHOLDER.findall(text) if m not in values})
+    if missing:
+        raise ValueError(f"{path}: set {', '.join(missing)} in the environment")
+    data: dict[str, Any] = yaml.safe_load(_PLACEHOLDER.sub(lambda m: values[m.group(1)], text))
+    return data
+
+
+def open_store(settings: Settings, config_path: Path | None = None) -> FeatureStore:
+    """The Feast store of the settings' environment (nothing is created until apply)."""
+    from feast import FeatureStore
+    from feast.repo_config import RepoConfig
+
+    data = load_config_dict(settings, config_path)
+    feast_dir(settings).mkdir(parents=True, exist_ok=True)
+    config = RepoConfig(repo_path=feature_repo_dir(), **data)
+    return FeatureStore(config=config)
+
+
+def load_definitions(settings: Settings) -> list[Any]:
+    """Import the Feast repo with the lake of ``settings`` and return its Feast objects.
+
+    The repo's modules are re-imported on each call, so their sources point at this lake.
+    """
+    from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView
+    from feast.data_source import DataSource
+
+    repo = feature_repo_dir()
+    if str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))
+    for stale in REPO_MODULES:
+        sys.modules.pop(stale, None)
+    kinds = (Entity, DataSource, FeatureView, OnDemandFeatureView, FeatureService)
+    objects: list[Any] = []
+    # The sources read the lake from the environment while the repo is imported; restore it after.
+    previous = os.environ.get("LAMBDAREC_LAKE_DIR")
+    os.environ["LAMBDAREC_LAKE_DIR"] = config_values(settings)["LAMBDAREC_LAKE_DIR"]
+    try:
+        for module_name in REPO_MODULES:
+            module = importlib.import_module(module_name)
+            for value in vars(module).values():
+                if isinstance(value, kinds) and not any(value is seen for seen in objects):
+                    objects.append(value)
+    finally:
+        if previous is None:
+            os.environ.pop("LAMBDAREC_LAKE_DIR", None)
+        else:
+            os.environ["LAMBDAREC_LAKE_DIR"] = previous
+    return objects
+
+
+def apply(settings: Settings) -> dict[str, list[str]]:
+    """Register the repo's definitions in the environment's registry (idempotent).
+
+    Returns:
+        The names applied, by kind.
+    """
+    store = open_store(settings)
+    objects = load_definitions(settings)
+    store.apply(objects)
+    applied: dict[str, list[str]] = {}
+    for obj in objects:
+        applied.setdefault(type(obj).__name__, []).append(obj.name)
+    return applied
+
+
+@dataclass
+class MaterializeReport:
+    """What one materialization wrote to the online store."""
+
+    start: str
+    end: str
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def rows_per_s(self) -> float:
+        """Online rows written per second."""
+        return sum(self.rows.values()) / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "start": self.start,
+            "end": self.end,
+            "rows": self.rows,
+            "seconds": round(self.seconds, 3),
+            "rows_per_s": round(self.rows_per_s),
+        }
+
+
+def _latest_rows(settings: Settings, table: str, start: datetime, end: datetime) -> int:
+    """Entities of a gold table with a row in ``[start, end)`` (what materialize writes online)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    folder = Lake.under(settings.state_dir).gold(table)
+    if not folder.exists():
+        return 0
+    data = ds.dataset(str(folder), format="parquet", partitioning="hive")
+    key = (
+        names.SESSION_ID
+        if table == "session_features"
+        else (names.USER_ID if table == "user_history" else names.ITEM_ID)
+    )
+    stamps = data.to_table(columns=[key, "event_timestamp"])
+    mask = pc.and_(pc.greater_equal(stamps["event_timestamp"], start), pc.less(stamps["event_timestamp"], end))
+    return len(pc.unique(stamps.filter(mask)[key]))
+
+
+def materialize(
+    settings: Settings, start: datetime, end: datetime, views: Sequence[str] | None = None
+) -> MaterializeReport:
+    """Load the latest features in ``[start, end)`` from the offline into the online store."""
+    store = open_store(settings)
+    started = time.monotonic()
+    store.materialize(start_date=start, end_date=end, feature_views=list(views) if views else None)
+    report = MaterializeReport(start=start.isoformat(), end=end.isoformat(), seconds=time.monotonic() - started)
+    tables = {
+        names.USER_HISTORY_FEATURE_VIEW: "user_history",
+        names.ITEM_STATS_FEATURE_VIEW: "item_stats",
+        names.ITEM_NEIGHBOURS_FEATURE_VIEW: "item_neighbours",
+        names.SESSION_FEATURE_VIEW: "session_features",
+    }
+    for view, table in tables.items():
+        if views is None or view in views:
+            report.rows[view] = _latest_rows(settings, table, start, end)
+    return report
+
+
+def ranking_rows(user_id: str, item_ids: Sequence[str], request_time_ms: int | None = None) -> list[dict[str, Any]]:
+    """Entity rows of ``ranking_v1`` for one user and candidate items."""
+    now = request_time_ms if request_time_ms is not None else int(time.time() * 1000)
+    return [{names.USER_ID: user_id, names.ITEM_ID: item, "request_time_ms": now} for item in item_ids]
+
+
+def get_online_features(
+    store: FeatureStore,
+    user_id: str,
+    item_ids: Sequence[str],
+    *,
+    service: str = names.RANKING_FEATURE_SERVICE,
+    request_time_ms: int | None = None,
+) -> dict[str, list[Any]]:
+    """Online features of a feature service for one user and candidate items (column → values)."""
+    feature_service = store.get_feature_service(service)
+    rows = ranking_rows(user_id, item_ids, request_time_ms)
+    result: dict[str, list[Any]] = store.get_online_features(features=feature_service, entity_rows=rows).to_dict()
+    return result
+
+
+def historical_features(store: FeatureStore, entity_df: pd.DataFrame, service: str) -> pd.DataFrame:
+    """Point-in-time features of a feature service for the entity rows (``event_timestamp`` each)."""
+    job = store.get_historical_features(entity_df=entity_df, features=store.get_feature_service(service))
+    frame: pd.DataFrame = job.to_df()
+    return frame
