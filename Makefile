@@ -14,8 +14,10 @@ help:  ## List the targets
 setup:  ## Create the environments and resolve the jars (idempotent)
 	@bash scripts/setup.sh
 
-demo: setup  ## The main job on embedded defaults: services up, a dataset replayed into Kafka, a summary
-	$(LAMBDAREC) demo
+DEMO_ARGS ?=
+
+demo: setup  ## The main job: engines up, a dataset replayed into Kafka, models trained + indexed, a summary
+	$(LAMBDAREC) demo $(DEMO_ARGS)
 
 test: setup  ## Lint, then unit + integration + e2e tests against real engines (slow-marked e2e excluded)
 	$(VENV)/bin/ruff check src tests bench jobs features
@@ -40,6 +42,6 @@ format: setup  ## Apply ruff's formatting and import order
 	$(VENV)/bin/ruff check --fix src tests bench jobs features
 	$(VENV)/bin/ruff format src tests bench jobs features
 
-clean:  ## Stop services and remove local state (keeps environments and jars)
+clean:  ## Stop services and remove local state and built artifacts (keeps environments and jars)
 	-$(LAMBDAREC) services down
-	rm -rf .lambdarec
+	rm -rf .lambdarec dist

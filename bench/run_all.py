@@ -18,6 +18,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "kafka": ("bench_kafka.py", ["--events", "1000000"], ["--events", "100000"]),
     "generator": ("bench_generator.py", ["--events", "10000000"], ["--events", "1000000"]),
     "services": ("bench_services.py", [], []),
+    "batch": ("bench_batch.py", ["--events", "1000000", "10000000"], ["--events", "100000", "300000"]),
+    "feast": ("bench_feast.py", [], ["--users", "20000", "--items", "10000", "--reads", "200"]),
     "stream": ("bench_stream.py", ["--events", "200000", "--sessions-only"], ["--events", "20000", "--sessions-only"]),
     # models writes the trained embeddings that retrieval then indexes at 1M items: keep this order.
     "models": ("bench_models.py", [], ["--quick"]),

@@ -272,6 +272,9 @@ def demo(
     keep_running: Annotated[bool, typer.Option(help="Leave the services up afterwards.")] = True,
     models: Annotated[bool, typer.Option(help="Train, evaluate and register the models; build the item index.")] = True,
     train_budget: Annotated[float, typer.Option(help="Seconds of model training in the demo.")] = 120.0,
+    batch: Annotated[
+        bool, typer.Option(help="Also run the batch layer: Kafka → bronze → silver → gold → Feast (minutes).")
+    ] = False,
 ) -> None:
     """Run the main job on embedded defaults: services up, a dataset replayed into Kafka, a summary."""
     from lambdarec.demo import run_demo
@@ -288,6 +291,7 @@ def demo(
             keep_running=keep_running,
             train_models=models,
             train_budget_s=train_budget,
+            run_batch=batch,
         )
     except (ValueError, FileNotFoundError, RuntimeServiceError) as err:
         raise _fail(str(err)) from None
