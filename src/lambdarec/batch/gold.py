@@ -193,7 +193,17 @@ def session_features(events: DataFrame) -> DataFrame:
         f"{EVENT_TIMESTAMP} timestamp"
     )
     cols = ["event_id", "event_time", names.SESSION_ID, SESSION_KEY, names.ITEM_ID, "event_type", "category"]
-    return events.select(*cols).groupBy(SESSION_KEY).applyInPandas(session_feature_frame, schema=schema)
+    from pyspark.sql import functions as F
+
+    # Many visits per pandas call (session_feature_frame folds each visit separately): one
+    # call per visit made the per-call overhead dominate.
+    buckets = max(8, 4 * int(events.sparkSession.conf.get("spark.sql.shuffle.partitions") or "8"))
+    return (
+        events.select(*cols)
+        .withColumn("_bucket", F.pmod(F.xxhash64(SESSION_KEY), F.lit(buckets)))
+        .groupBy("_bucket")
+        .applyInPandas(lambda frame: session_feature_frame(frame.drop(columns=["_bucket"])), schema=schema)
+    )
 
 
 def build_gold(spark: SparkSession, lake: Lake, day: str, *, k: int = NEIGHBOURS_K) -> GoldReport:
