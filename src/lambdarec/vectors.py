@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from lambdarec.names import MILVUS_SERVICE, MLFLOW_SERVICE
-from lambdarec.runtime.errors import ServiceNotRunningError
 from lambdarec.settings import Settings
 
 
@@ -16,18 +14,10 @@ def milvus_uri(settings: Settings) -> str:
     Raises:
         ServiceNotRunningError: Nothing is configured and the embedded Milvus is not up.
     """
-    if settings.milvus.uri:
-        return settings.milvus.uri
     from lambdarec.runtime.milvus import MilvusService
-    from lambdarec.runtime.supervisor import Supervisor
+    from lambdarec.runtime.supervisor import resolve_endpoint
 
-    endpoint = Supervisor(settings, [MilvusService(settings)]).endpoint(MILVUS_SERVICE)
-    if endpoint is None:
-        raise ServiceNotRunningError(
-            "the embedded Milvus is not running: start it with `lambdarec services up milvus` "
-            "or set LAMBDAREC_MILVUS__URI"
-        )
-    return endpoint
+    return resolve_endpoint(settings, settings.milvus.uri, MilvusService(settings), "LAMBDAREC_MILVUS__URI")
 
 
 def mlflow_tracking_uri(settings: Settings) -> str:
@@ -38,15 +28,9 @@ def mlflow_tracking_uri(settings: Settings) -> str:
     Raises:
         ServiceNotRunningError: Nothing is configured and the embedded MLflow is not up.
     """
-    if settings.mlflow.tracking_uri:
-        return settings.mlflow.tracking_uri
     from lambdarec.runtime.mlflow import MlflowService
-    from lambdarec.runtime.supervisor import Supervisor
+    from lambdarec.runtime.supervisor import resolve_endpoint
 
-    endpoint = Supervisor(settings, [MlflowService(settings)]).endpoint(MLFLOW_SERVICE)
-    if endpoint is None:
-        raise ServiceNotRunningError(
-            "the embedded MLflow server is not running: start it with `lambdarec services up mlflow` "
-            "or set LAMBDAREC_MLFLOW__TRACKING_URI"
-        )
-    return endpoint
+    return resolve_endpoint(
+        settings, settings.mlflow.tracking_uri, MlflowService(settings), "LAMBDAREC_MLFLOW__TRACKING_URI"
+    )

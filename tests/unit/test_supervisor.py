@@ -135,3 +135,19 @@ def test_kafka_cluster_ids_never_look_like_options() -> None:
     ids = [new_cluster_id() for _ in range(5_000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_endpoints_come_from_settings_else_the_running_service(settings: Settings) -> None:
+    from lambdarec.runtime.errors import ServiceNotRunningError
+    from lambdarec.runtime.supervisor import resolve_endpoint
+
+    service = HttpService(settings)
+    assert resolve_endpoint(settings, "http://elsewhere:1", service, "LAMBDAREC_X") == "http://elsewhere:1"
+    with pytest.raises(ServiceNotRunningError, match=r"services up web.*LAMBDAREC_X"):
+        resolve_endpoint(settings, None, service, "LAMBDAREC_X")
+    supervisor = Supervisor(settings, [service])
+    try:
+        (status,) = supervisor.up()
+        assert resolve_endpoint(settings, None, service, "LAMBDAREC_X") == status.endpoint
+    finally:
+        supervisor.down()

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lambdarec.names import KAFKA_SERVICE
-from lambdarec.runtime.errors import ServiceNotRunningError
 from lambdarec.settings import Settings
 
 
@@ -16,18 +14,12 @@ def kafka_bootstrap(settings: Settings) -> str:
     Raises:
         ServiceNotRunningError: Nothing is configured and the embedded broker is not up.
     """
-    if settings.kafka.bootstrap_servers:
-        return settings.kafka.bootstrap_servers
     from lambdarec.runtime.kafka import KafkaService
-    from lambdarec.runtime.supervisor import Supervisor
+    from lambdarec.runtime.supervisor import resolve_endpoint
 
-    endpoint = Supervisor(settings, [KafkaService(settings)]).endpoint(KAFKA_SERVICE)
-    if endpoint is None:
-        raise ServiceNotRunningError(
-            "the embedded Kafka broker is not running: start it with `lambdarec services up kafka` "
-            "or set LAMBDAREC_KAFKA__BOOTSTRAP_SERVERS"
-        )
-    return endpoint
+    return resolve_endpoint(
+        settings, settings.kafka.bootstrap_servers, KafkaService(settings), "LAMBDAREC_KAFKA__BOOTSTRAP_SERVERS"
+    )
 
 
 def ensure_topics(bootstrap: str, topics: Mapping[str, int], timeout_s: float = 30.0) -> list[str]:

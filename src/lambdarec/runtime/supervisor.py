@@ -298,3 +298,28 @@ def _terminate_group(pid: int, timeout_s: float) -> None:
         except psutil.Error:
             pass
     psutil.wait_procs(alive, timeout=5)
+
+
+def resolve_endpoint(settings: Settings, configured: str | None, service: ManagedService, env_var: str) -> str:
+    """The configured address of an engine, else the endpoint of its running embedded service.
+
+    Args:
+        settings: The environment (its state folder holds the embedded services' records).
+        configured: The address from settings, if any (it wins).
+        service: The embedded service that stands in when nothing is configured.
+        env_var: The variable that configures the address, named in the error.
+
+    Raises:
+        ServiceNotRunningError: Nothing is configured and the embedded service is not up.
+    """
+    if configured:
+        return configured
+    endpoint = Supervisor(settings, [service]).endpoint(service.name)
+    if endpoint is None:
+        from lambdarec.runtime.errors import ServiceNotRunningError
+
+        raise ServiceNotRunningError(
+            f"the embedded {service.name} service is not running: start it with "
+            f"`lambdarec services up {service.name}` or set {env_var}"
+        )
+    return endpoint
