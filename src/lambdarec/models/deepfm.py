@@ -9,7 +9,6 @@ retrieval candidates (hard negatives), the positive weighted by its event type.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lambdarec.models.two_tower import TrainHistory, validation_cut
+from lambdarec.models.two_tower import EarlyStopping, TrainHistory, validation_cut
 
 
 @dataclass
@@ -132,8 +131,7 @@ class DeepFMModel:
         rng = np.random.default_rng(self.config.seed)
         bs = self.config.batch_size
         steps = math.ceil(split / bs)
-        best, best_state = float("inf"), None
-        started = time.monotonic()
+        stopping = EarlyStopping(self.net, self.history, self.config.patience, self.config.max_train_seconds)
         for epoch in range(self.config.epochs):
             self.net.train()
             order = torch.from_numpy(rng.permutation(split))
@@ -148,21 +146,10 @@ class DeepFMModel:
                 total += float(loss.detach()) * len(rows)
                 if progress:
                     progress("deepfm", epoch * steps + step + 1, self.config.epochs * steps, float(loss.detach()))
-            self.history.train_loss.append(total / max(split, 1))
             val = self._weighted_loss(s[split:], d[split:], y[split:], w[split:])
-            self.history.validation_loss.append(val)
-            if val < best or not math.isfinite(best):
-                best, best_state = val, {k: t.clone() for k, t in self.net.state_dict().items()}
-                self.history.best_epoch = epoch
-            if time.monotonic() - started > self.config.max_train_seconds:
+            if stopping.end_epoch(epoch, total / max(split, 1), val):
                 break
-            if epoch - self.history.best_epoch >= self.config.patience:
-                break
-        if best_state is not None:
-            self.net.load_state_dict(best_state)
-        self.history.seconds = time.monotonic() - started
-        self.history.examples = split
-        self.net.eval()
+        stopping.finish(split)
         return self.history
 
     @torch.no_grad()

@@ -127,6 +127,44 @@ class TrainHistory:
         return asdict(self)
 
 
+class EarlyStopping:
+    """Epoch bookkeeping shared by both models: keep the weights of the best validation loss,
+    stop on patience or when the time budget is spent, restore the best weights at the end.
+
+    Args:
+        net: The module being trained.
+        history: Where per-epoch losses, the best epoch and the wall time are recorded.
+        patience: Epochs without a better validation loss before stopping.
+        max_seconds: Training-time budget, checked at the end of each epoch.
+    """
+
+    def __init__(self, net: nn.Module, history: TrainHistory, patience: int, max_seconds: float) -> None:
+        self.net, self.history = net, history
+        self.patience, self.max_seconds = patience, max_seconds
+        self.best = float("inf")
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.started = time.monotonic()
+
+    def end_epoch(self, epoch: int, train_loss: float, validation_loss: float) -> bool:
+        """Record one epoch; True when training should stop."""
+        self.history.train_loss.append(train_loss)
+        self.history.validation_loss.append(validation_loss)
+        if validation_loss < self.best or not math.isfinite(self.best):
+            self.best = validation_loss
+            self.best_state = {k: t.clone() for k, t in self.net.state_dict().items()}
+            self.history.best_epoch = epoch
+        over_budget = time.monotonic() - self.started > self.max_seconds
+        return over_budget or epoch - self.history.best_epoch >= self.patience
+
+    def finish(self, examples: int) -> None:
+        """Restore the best weights and record the wall time and example count."""
+        if self.best_state is not None:
+            self.net.load_state_dict(self.best_state)
+        self.history.seconds = time.monotonic() - self.started
+        self.history.examples = examples
+        self.net.eval()
+
+
 def _tensors(examples: Examples, rows: np.ndarray | slice) -> tuple[torch.Tensor, ...]:
     return (
         torch.from_numpy(examples.session[rows]),
@@ -202,8 +240,7 @@ class TwoTowerModel:
         rng = np.random.default_rng(self.config.seed)
         bs = self.config.batch_size
         steps = math.ceil(len(train_rows) / bs)
-        best, best_state = float("inf"), None
-        started = time.monotonic()
+        stopping = EarlyStopping(self.net, self.history, self.config.patience, self.config.max_train_seconds)
         for epoch in range(self.config.epochs):
             self.net.train()
             order = rng.permutation(train_rows)
@@ -219,21 +256,9 @@ class TwoTowerModel:
                 total += float(loss.detach()) * len(rows)
                 if progress:
                     progress("two-tower", epoch * steps + step + 1, self.config.epochs * steps, float(loss))
-            self.history.train_loss.append(total / max(len(train_rows), 1))
-            val = self.validation_loss(examples, val_rows)
-            self.history.validation_loss.append(val)
-            if val < best or not math.isfinite(best):
-                best, best_state = val, {k: t.clone() for k, t in self.net.state_dict().items()}
-                self.history.best_epoch = epoch
-            if time.monotonic() - started > self.config.max_train_seconds:
+            if stopping.end_epoch(epoch, total / max(len(train_rows), 1), self.validation_loss(examples, val_rows)):
                 break
-            if epoch - self.history.best_epoch >= self.config.patience:
-                break
-        if best_state is not None:
-            self.net.load_state_dict(best_state)
-        self.history.seconds = time.monotonic() - started
-        self.history.examples = len(train_rows)
-        self.net.eval()
+        stopping.finish(len(train_rows))
         return self.history
 
     @torch.no_grad()

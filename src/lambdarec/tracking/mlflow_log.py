@@ -139,29 +139,28 @@ def log_training_run(
             mlflow.log_artifacts(str(index_dir), "index")
         # Pinned explicitly: inferring requirements would load the model in a subprocess.
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}", "lambdarec"]
-        query_example = query_input_example(recommender)
-        query_model = QueryEncoder(recommender.retrieval.net)
-        with torch.no_grad():
-            query_out = query_model(*[torch.from_numpy(v) for v in query_example.values()]).numpy()
-        tt_info = mlflow.pytorch.log_model(
-            query_model,
-            name="two_tower",
-            signature=infer_signature(query_example, query_out),
-            registered_model_name=names.TWO_TOWER_MODEL,
-            serialization_format="pickle",
-            pip_requirements=requirements,
+
+        def log_module(module: Any, example: dict[str, Any], name: str, registered: str) -> Any:
+            # The signature comes from a real forward pass on a real input example.
+            with torch.no_grad():
+                output = module(*[torch.from_numpy(v) for v in example.values()]).numpy()
+            return mlflow.pytorch.log_model(
+                module,
+                name=name,
+                signature=infer_signature(example, output),
+                registered_model_name=registered,
+                serialization_format="pickle",
+                pip_requirements=requirements,
+            )
+
+        tt_info = log_module(
+            QueryEncoder(recommender.retrieval.net),
+            query_input_example(recommender),
+            "two_tower",
+            names.TWO_TOWER_MODEL,
         )
-        rank_example = ranker_input_example(recommender)
-        scorer = DeepFMScorer(recommender.ranker.net)
-        with torch.no_grad():
-            rank_out = scorer(*[torch.from_numpy(v) for v in rank_example.values()]).numpy()
-        fm_info = mlflow.pytorch.log_model(
-            scorer,
-            name="deepfm",
-            signature=infer_signature(rank_example, rank_out),
-            registered_model_name=names.DEEPFM_MODEL,
-            serialization_format="pickle",
-            pip_requirements=requirements,
+        fm_info = log_module(
+            DeepFMScorer(recommender.ranker.net), ranker_input_example(recommender), "deepfm", names.DEEPFM_MODEL
         )
         run_id = run.info.run_id
     client = MlflowClient(tracking_uri=tracking_uri)
