@@ -1,6 +1,12 @@
-"""On-demand features: computed at request time from stored features and the request."""
+"""On-demand features: computed at request time from stored features and the request.
 
-import pandas as pd
+``mode="python"``: Feast hands the view columns (name → list) for training sets and for online
+reads alike, and the logic is one function of the core package,
+:func:`lambdarec.featurestore.transforms.user_item_features`. Feast stores the view's source
+text in the registry and re-executes it when it serves, so the view imports what it calls
+inside its body.
+"""
+
 from feast import Field, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64
@@ -23,22 +29,10 @@ ranking_request = RequestSource(
         Field(name="user_recency_s", dtype=Float64),
         Field(name="item_price_vs_user_spend", dtype=Float64),
     ],
+    mode="python",
 )
-def user_item_request(inputs: pd.DataFrame) -> pd.DataFrame:
+def user_item_request(inputs: dict) -> dict:
     """Pair features: does the item's category match the user's favourites, how fresh is the user."""
-    out = pd.DataFrame(index=inputs.index)
-    tops = inputs["user_top_categories"]
-    cats = inputs["item_category"]
-    out["item_in_user_top_categories"] = [
-        int(isinstance(c, str) and t is not None and c in list(t)) for t, c in zip(tops, cats, strict=True)
-    ]
-    last = pd.to_numeric(inputs["user_last_event_ms"], errors="coerce")
-    now = pd.to_numeric(inputs["request_time_ms"], errors="coerce")
-    out["user_recency_s"] = ((now - last) / 1000.0).astype("float64")
-    spend = pd.to_numeric(inputs["user_spend_30d"], errors="coerce")
-    purchases = pd.to_numeric(inputs["user_purchases_30d"], errors="coerce")
-    avg_ticket = spend / purchases.where(purchases > 0)
-    out["item_price_vs_user_spend"] = (
-        pd.to_numeric(inputs["item_price_mean_30d"], errors="coerce") / avg_ticket
-    ).astype("float64")
-    return out
+    from lambdarec.featurestore.transforms import user_item_features
+
+    return user_item_features(inputs)

@@ -1,0 +1,446 @@
+"""Fast online reads of a feature service: resolve it once, read the online store, apply its on-demand views.
+
+``FeatureStore.get_online_features(features=<service>, ...)`` spends most of a request in Python
+that does not depend on the request: it re-reads the service, its views and their fields from
+the registry proto, builds a response proto, converts every value to Python twice and runs
+the on-demand views through a DataFrame or an Arrow table. :class:`OnlineFeatureReader` does
+that resolution once and, per request:
+
+1. serializes the entity keys with Feast's own ``serialize_entity_key`` (cached per key),
+2. reads each feature view's rows from the online store: on SQLite straight from the table
+   Feast wrote (Feast's table name, one read-only connection, without the per-row timestamp
+   conversion of ``SqliteOnlineStore.online_read`` that the response never uses); on any
+   other store through the store's own ``OnlineStore.online_read``,
+3. applies the service's on-demand views as registered (the same UDF Feast runs), and
+4. converts the values to Python the way ``OnlineResponse.to_dict`` does.
+
+The result equals what ``store.get_online_features(features=<service>, ...).to_dict()``
+returns for the same rows (the feature store tests assert it on materialized data, on
+SQLite and Redis). The reader pins the service's definitions at construction: published
+services never change (add ``_v2``), and :meth:`OnlineFeatureReader.refresh` re-resolves them
+after an apply that changed a view.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+    from feast.value_type import ValueType
+
+_SCALARS = frozenset({"int64_val", "int32_val", "double_val", "float_val", "string_val", "bool_val", "bytes_val"})
+_LISTS = frozenset(
+    {
+        "int64_list_val",
+        "int32_list_val",
+        "double_list_val",
+        "float_list_val",
+        "string_list_val",
+        "bool_list_val",
+        "bytes_list_val",
+    }
+)
+_KEY_CACHE_SIZE = 200_000
+"""Serialized entity keys remembered per feature view (cleared when full)."""
+
+
+@functools.cache
+def _slow_types() -> frozenset[ValueType]:
+    """Types ``feast_value_type_to_python_type`` turns into other objects than the proto's (UUIDs)."""
+    from feast.value_type import ValueType
+
+    return frozenset(
+        {
+            ValueType.UUID,
+            ValueType.TIME_UUID,
+            ValueType.UUID_LIST,
+            ValueType.TIME_UUID_LIST,
+            ValueType.UUID_SET,
+            ValueType.TIME_UUID_SET,
+        }
+    )
+
+
+def value_to_python(value: ValueProto, feature_type: ValueType | None = None) -> Any:
+    """A Feast ``Value`` proto as Python, exactly as ``feast_value_type_to_python_type`` converts it.
+
+    Scalars and lists of scalars take a short path; everything else (maps, sets, timestamps,
+    JSON, UUIDs, decimals) goes to Feast's converter.
+    """
+    kind = value.WhichOneof("val")
+    if kind is None:
+        return None
+    if feature_type is None or feature_type not in _slow_types():
+        if kind in _SCALARS:
+            return getattr(value, kind)
+        if kind in _LISTS:
+            return list(getattr(value, kind).val)
+    from feast.type_map import feast_value_type_to_python_type
+
+    return feast_value_type_to_python_type(value, feature_type)
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def normalize(values: Sequence[Any], value_type: ValueType) -> list[Any]:
+    """Values as Feast returns them after writing them into its ``Value`` protos and reading them back.
+
+    ``python_values_to_proto_values`` then ``feast_value_type_to_python_type``, with short paths
+    where the round trip is the identity (strings as strings, Python ints as int64, floats as
+    doubles with NaN as null) and Feast's own functions for everything else.
+    """
+    from feast.type_map import python_values_to_proto_values
+    from feast.value_type import ValueType
+
+    kinds = {type(v) for v in values}
+    kinds.discard(type(None))
+    if value_type == ValueType.UNKNOWN and len(kinds) == 1:
+        kind = next(iter(kinds))
+        value_type = {int: ValueType.INT64, str: ValueType.STRING, float: ValueType.DOUBLE}.get(kind, value_type)
+    if not kinds:
+        return [None] * len(values)
+    if kinds == {str} and value_type == ValueType.STRING:
+        return list(values)
+    if (
+        kinds == {int}
+        and value_type == ValueType.INT64
+        and all(v is None or _INT64_MIN <= v <= _INT64_MAX for v in values)
+    ):
+        return list(values)
+    if kinds == {float} and value_type == ValueType.DOUBLE:
+        return [None if v is None or v != v else v for v in values]
+    return [value_to_python(p, value_type) for p in python_values_to_proto_values(list(values), value_type)]
+
+
+@dataclass
+class _ViewRead:
+    """One feature view of the service: what to read and what to return."""
+
+    view: FeatureView
+    join_keys: tuple[str, ...]
+    features: tuple[str, ...]
+    """Features read: the service's plus those its on-demand views take as input."""
+    returned: tuple[str, ...]
+    """Features the service returns from this view."""
+    types: dict[str, ValueType]
+    keys: dict[tuple[Any, ...], bytes]
+    """Serialized entity key of each join-key tuple seen (Feast's serialization)."""
+
+
+class OnlineFeatureReader:
+    """Online features of one feature service, resolved once and read without Feast's per-request overhead.
+
+    Args:
+        store: The ``feast.FeatureStore`` (its registry, configuration and online store).
+        service: The feature service, or its name.
+        use_store_read: Read SQLite through ``SqliteOnlineStore.online_read`` too (slower; the
+            direct table read is the default). Other online stores always use their own read.
+
+    Raises:
+        NotImplementedError: The service uses what the reader does not reproduce (feature view
+            versions, join key maps, on-demand views written online or with aggregations).
+    """
+
+    def __init__(self, store: FeatureStore, service: str | FeatureService, *, use_store_read: bool = False) -> None:
+        self.store = store
+        self._service_name = service if isinstance(service, str) else service.name
+        self._use_store_read = use_store_read
+        self._lock = threading.Lock()
+        self._sqlite: sqlite3.Connection | None = None
+        self.refresh()
+
+    @property
+    def service_name(self) -> str:
+        """The feature service read."""
+        return self._service_name
+
+    def refresh(self) -> None:
+        """Resolve the service, its views and the online store again from the registry."""
+        from feast import FeatureView, OnDemandFeatureView
+        from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+        store = self.store
+        registry = store.registry
+        project = store.project
+        service = registry.get_feature_service(self._service_name, project)
+        views: dict[str, _ViewRead] = {}
+        odfvs: list[tuple[OnDemandFeatureView, tuple[str, ...]]] = []
+        returned: list[tuple[str, str]] = []  # (view name, feature) in the service's order
+
+        def add_view(view: FeatureView, features: Iterable[str], returns: bool) -> None:
+            if getattr(view.projection, "version_tag", None) is not None:
+                raise NotImplementedError(f"{view.name}: versioned feature view reads are not supported")
+            if view.projection.join_key_map:
+                raise NotImplementedError(f"{view.name}: join key maps are not supported")
+            entry = views.get(view.projection.name_to_use())
+            if entry is None:
+                entry = _ViewRead(
+                    view=view,
+                    join_keys=tuple(column.name for column in view.entity_columns),
+                    features=(),
+                    returned=(),
+                    types={f.name: f.dtype.to_value_type() for f in view.features},
+                    keys={},
+                )
+                views[view.projection.name_to_use()] = entry
+            for feature in features:
+                if feature not in entry.features:
+                    entry.features += (feature,)
+                if returns and feature not in entry.returned:
+                    entry.returned += (feature,)
+
+        for projection in service.feature_view_projections:
+            resolved = registry.get_any_feature_view(projection.name, project)
+            if isinstance(resolved, OnDemandFeatureView):
+                odfv = resolved.with_projection(_copy(projection))
+                if odfv.write_to_online_store or odfv.aggregations:
+                    raise NotImplementedError(f"{odfv.name}: on-demand views written online are not supported")
+                names = tuple(f.name for f in projection.features)
+                odfvs.append((odfv, names))
+                returned += [(odfv.projection.name_to_use(), n) for n in names]
+                for source in odfv.source_feature_view_projections.values():
+                    source_view = registry.get_feature_view(source.name, project)
+                    add_view(source_view.with_projection(_copy(source)), [f.name for f in source.features], False)
+            elif isinstance(resolved, FeatureView):
+                view = resolved.with_projection(_copy(projection))
+                names = tuple(f.name for f in projection.features)
+                add_view(view, names, True)
+                returned += [(view.projection.name_to_use(), n) for n in names]
+            else:
+                raise NotImplementedError(f"{projection.name}: {type(resolved).__name__} is not supported")
+
+        join_keys: dict[str, ValueType] = {}
+        for entry in views.values():
+            for entity_name in entry.view.entities:
+                entity = registry.get_entity(entity_name, project)
+                join_keys[entity.join_key] = entity.value_type
+        self._views = views
+        self._odfvs = odfvs
+        self._join_keys = join_keys
+        self._request_fields = {
+            field: dtype for odfv, _ in odfvs for field, dtype in odfv.get_request_data_schema().items()
+        }
+        self._returned_features = [feature for _, feature in returned]
+        self._odfv_types = {f.name: f.dtype.to_value_type() for odfv, _ in odfvs for f in odfv.features}
+        online_store = store._get_provider().online_store  # noqa: SLF001 - Feast's own store object
+        self._online_store = online_store
+        self._direct_sqlite = isinstance(online_store, SqliteOnlineStore) and not self._use_store_read
+        if self._direct_sqlite:
+            from feast.infra.online_stores.helpers import compute_table_id
+
+            versioning = bool(getattr(store.config.registry, "enable_online_feature_view_versioning", False))
+            self._tables = {
+                name: '"' + compute_table_id(project, entry.view, versioning).replace('"', '""') + '"'
+                for name, entry in views.items()
+            }
+            self._db_path = Path(SqliteOnlineStore._get_db_path(store.config))  # noqa: SLF001
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
+
+    # ------------------------------------------------------------------------------------------
+    def read(self, entity_rows: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+        """The service's online features for columnar entity rows (join keys and request data).
+
+        Args:
+            entity_rows: Column name → values, one value per row: every join key of the
+                service's views and every request field of its on-demand views.
+
+        Returns:
+            Column → values: the join keys given, then the service's features.
+
+        Raises:
+            ValueError: Rows of different lengths, or a join key or request field missing.
+        """
+        from feast.value_type import ValueType
+
+        lengths = {len(values) for values in entity_rows.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"entity rows of different lengths: {sorted(lengths)}")
+        n_rows = lengths.pop() if lengths else 0
+        missing = [k for k in [*self._join_keys, *self._request_fields] if k not in entity_rows]
+        if missing:
+            raise ValueError(f"entity rows lack {', '.join(missing)}")
+        # Join keys and request data as Feast returns them (what a round trip through protos gives).
+        keys: dict[str, list[Any]] = {}
+        for column, values in entity_rows.items():
+            if column in self._join_keys:
+                keys[column] = normalize(values, self._join_keys[column])
+            elif column in self._request_fields:
+                keys[column] = normalize(values, ValueType.UNKNOWN)
+        result: dict[str, list[Any]] = {k: v for k, v in keys.items() if k in self._join_keys}
+        columns: dict[str, list[Any]] = dict(keys)
+        for entry in self._views.values():
+            columns.update(self._read_view(entry, keys, n_rows))
+        for odfv, names in self._odfvs:
+            columns.update(self._transform(odfv, names, columns, n_rows))
+        for feature in self._returned_features:
+            result[feature] = columns[feature]
+        return result
+
+    def ranking(self, user_id: str, item_ids: Sequence[str], request_time_ms: int) -> dict[str, list[Any]]:
+        """Rows of one user and candidate items (the ranking services' entity rows)."""
+        from lambdarec import names
+
+        n = len(item_ids)
+        return self.read(
+            {names.USER_ID: [user_id] * n, names.ITEM_ID: list(item_ids), "request_time_ms": [request_time_ms] * n}
+        )
+
+    # ------------------------------------------------------------------------------------------
+    def _read_view(self, entry: _ViewRead, keys: Mapping[str, list[Any]], n_rows: int) -> dict[str, list[Any]]:
+        """The view's features for every row: each distinct entity read once, fanned out."""
+        key_columns = [keys[k] for k in entry.join_keys]
+        rows = list(zip(*key_columns, strict=True)) if key_columns else [()] * n_rows
+        unique: dict[tuple[Any, ...], int] = {}
+        for key in rows:
+            if key not in unique:
+                unique[key] = len(unique)
+        values = self._fetch(entry, list(unique))
+        out: dict[str, list[Any]] = {}
+        slot = [unique[key] for key in rows]
+        for f_index, feature in enumerate(entry.features):
+            per_entity = [v[f_index] if v is not None else None for v in values]
+            column = [per_entity[s] for s in slot]
+            if any(isinstance(v, list) for v in per_entity):
+                column = [list(v) if isinstance(v, list) else v for v in column]  # own list per row, as Feast
+            out[feature] = column
+        return out
+
+    def _entity_key(self, entry: _ViewRead, key: tuple[Any, ...]) -> Any:
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.type_map import python_values_to_proto_values
+
+        values = [
+            python_values_to_proto_values([v], self._join_keys[k])[0] for k, v in zip(entry.join_keys, key, strict=True)
+        ]
+        return EntityKey(join_keys=list(entry.join_keys), entity_values=values)
+
+    def _serialize(self, entry: _ViewRead, key: tuple[Any, ...]) -> bytes:
+        cached = entry.keys.get(key)
+        if cached is not None:
+            return cached
+        from feast.infra.key_encoding_utils import serialize_entity_key
+
+        data = serialize_entity_key(self._entity_key(entry, key), self.store.config.entity_key_serialization_version)
+        if len(entry.keys) >= _KEY_CACHE_SIZE:
+            entry.keys.clear()
+        entry.keys[key] = data
+        return data
+
+    def _fetch(self, entry: _ViewRead, unique: list[tuple[Any, ...]]) -> list[list[Any] | None]:
+        """Per distinct entity: the Python values of ``entry.features`` (None: entity not found)."""
+        if not unique:
+            return []
+        types = [entry.types.get(f) for f in entry.features]
+        if not self._direct_sqlite:
+            protos = [self._entity_key(entry, key) for key in unique]
+            read = self._online_store.online_read(self.store.config, entry.view, protos, list(entry.features))
+            out: list[list[Any] | None] = []
+            for _, data in read:
+                if data is None:
+                    out.append(None)
+                    continue
+                out.append(
+                    [
+                        value_to_python(data[f], t) if f in data else None
+                        for f, t in zip(entry.features, types, strict=True)
+                    ]
+                )
+            return out
+
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        serialized = [self._serialize(entry, key) for key in unique]
+        position = {key: i for i, key in enumerate(serialized)}
+        n_features = len(entry.features)
+        slow = _slow_types()
+        # feature name → (index, fast): fast when Feast's converter returns the proto's own value.
+        index = {f: (i, t not in slow) for i, (f, t) in enumerate(zip(entry.features, types, strict=True))}
+        found: list[list[Any] | None] = [None] * len(serialized)
+        sql = (
+            f"SELECT entity_key, feature_name, value FROM {self._tables[entry.view.projection.name_to_use()]} "
+            f"WHERE entity_key IN ({','.join('?' * len(serialized))})"
+        )
+        parse = Value.FromString
+        with self._lock:
+            rows = self._connection().execute(sql, serialized).fetchall()
+        for key, feature, blob in rows:
+            spec = index.get(feature)
+            if spec is None:
+                continue
+            f_index, fast = spec
+            e_index = position[key]
+            current = found[e_index]
+            if current is None:
+                current = found[e_index] = [None] * n_features
+            proto = parse(blob)
+            kind = proto.WhichOneof("val")
+            if kind is None:
+                continue
+            if fast and kind in _SCALARS:
+                current[f_index] = getattr(proto, kind)
+            elif fast and kind in _LISTS:
+                current[f_index] = list(getattr(proto, kind).val)
+            else:
+                current[f_index] = value_to_python(proto, types[f_index])
+        return found
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._sqlite is None:
+            if not self._db_path.exists():
+                raise FileNotFoundError(f"no SQLite online store at {self._db_path} (materialize first)")
+            self._sqlite = sqlite3.connect(
+                f"{self._db_path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=10
+            )
+        return self._sqlite
+
+    def _transform(
+        self, odfv: OnDemandFeatureView, names: tuple[str, ...], columns: Mapping[str, list[Any]], n_rows: int
+    ) -> dict[str, list[Any]]:
+        """Run an on-demand view as Feast's online path does and return its requested features."""
+        from feast.value_type import ValueType
+
+        sources = {p.name for p in odfv.source_feature_view_projections.values()}
+        declared = {f for e in self._views.values() if e.view.name in sources for f in e.features}
+        inputs = {
+            k: v for k, v in columns.items() if k in declared or k in self._join_keys or k in self._request_fields
+        }
+        if odfv.mode == "python":
+            output: Mapping[str, Any] = odfv.transform_dict(inputs)
+            vectors = {n: output[n] if isinstance(output[n], list) else [output[n]] for n in names if n in output}
+        elif odfv.mode in ("pandas", "substrait"):
+            import pyarrow as pa
+
+            table = odfv.transform_arrow(pa.Table.from_pydict(inputs), False)
+            vectors = {n: table[n].to_numpy() for n in names if n in table.column_names}
+        else:
+            raise NotImplementedError(f"{odfv.name}: mode {odfv.mode}")
+        out: dict[str, list[Any]] = {}
+        for name in names:
+            if name not in vectors:
+                out[name] = [None] * n_rows
+                continue
+            out[name] = normalize(vectors[name], self._odfv_types.get(name, ValueType.UNKNOWN))
+        return out
+
+    def close(self) -> None:
+        """Close the SQLite connection (the reader reopens it on the next read)."""
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
+
+
+def _copy(projection: Any) -> Any:
+    import copy
+
+    return copy.copy(projection)
