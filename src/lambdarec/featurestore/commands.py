@@ -66,13 +66,13 @@ def get_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Print the online features of one user and some items (ranking_v1 by default)."""
-    from lambdarec.featurestore.store import get_online_features, open_store
+    from lambdarec.featurestore.store import online_reader, open_store, read_online_features
     from lambdarec.settings import Settings
 
     settings = _settings()
     assert isinstance(settings, Settings)
     item_ids = [i.strip() for i in items.split(",") if i.strip()]
-    values = get_online_features(open_store(settings), user, item_ids, service=service)
+    values = read_online_features(online_reader(open_store(settings), service), user, item_ids)
     if as_json:
         console.print_json(json.dumps(values, default=str))
         return

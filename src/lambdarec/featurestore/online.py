@@ -50,6 +50,8 @@ _LISTS = frozenset(
 )
 _KEY_CACHE_SIZE = 200_000
 """Serialized entity keys remembered per feature view (cleared when full)."""
+_MEMO_SIZE = 200_000
+"""Stored values whose Python conversion the SQLite read remembers (cleared when full)."""
 
 
 @functools.cache
@@ -156,6 +158,7 @@ class OnlineFeatureReader:
         self._use_store_read = use_store_read
         self._lock = threading.Lock()
         self._sqlite: sqlite3.Connection | None = None
+        self._memo: dict[bytes, Any] = {}
         self.refresh()
 
     @property
@@ -287,15 +290,6 @@ class OnlineFeatureReader:
             result[feature] = columns[feature]
         return result
 
-    def ranking(self, user_id: str, item_ids: Sequence[str], request_time_ms: int) -> dict[str, list[Any]]:
-        """Rows of one user and candidate items (the ranking services' entity rows)."""
-        from lambdarec import names
-
-        n = len(item_ids)
-        return self.read(
-            {names.USER_ID: [user_id] * n, names.ITEM_ID: list(item_ids), "request_time_ms": [request_time_ms] * n}
-        )
-
     # ------------------------------------------------------------------------------------------
     def _read_view(self, entry: _ViewRead, keys: Mapping[str, list[Any]], n_rows: int) -> dict[str, list[Any]]:
         """The view's features for every row: each distinct entity read once, fanned out."""
@@ -372,6 +366,9 @@ class OnlineFeatureReader:
             f"WHERE entity_key IN ({','.join('?' * len(serialized))})"
         )
         parse = Value.FromString
+        memo = self._memo
+        if len(memo) > _MEMO_SIZE:
+            memo.clear()
         with self._lock:
             rows = self._connection().execute(sql, serialized).fetchall()
         for key, feature, blob in rows:
@@ -383,16 +380,24 @@ class OnlineFeatureReader:
             current = found[e_index]
             if current is None:
                 current = found[e_index] = [None] * n_features
-            proto = parse(blob)
-            kind = proto.WhichOneof("val")
-            if kind is None:
-                continue
-            if fast and kind in _SCALARS:
-                current[f_index] = getattr(proto, kind)
-            elif fast and kind in _LISTS:
-                current[f_index] = list(getattr(proto, kind).val)
+            if fast:
+                # Equal bytes parse to equal values: remember the conversion of each stored value.
+                value = memo.get(blob, memo)
+                if value is memo:
+                    proto = parse(blob)
+                    kind = proto.WhichOneof("val")
+                    if kind is None:
+                        value = None
+                    elif kind in _SCALARS:
+                        value = getattr(proto, kind)
+                    elif kind in _LISTS:
+                        value = list(getattr(proto, kind).val)
+                    else:
+                        value = value_to_python(proto, types[f_index])
+                    memo[blob] = value
+                current[f_index] = value
             else:
-                current[f_index] = value_to_python(proto, types[f_index])
+                current[f_index] = value_to_python(parse(blob), types[f_index])
         return found
 
     def _connection(self) -> sqlite3.Connection:

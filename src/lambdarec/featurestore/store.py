@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from feast import FeatureStore
 
+    from lambdarec.featurestore.online import OnlineFeatureReader
+
 REPO_MODULES = ("entities", "data_sources", "feature_views", "on_demand", "feature_services")
 """The modules of the Feast repo, in import order."""
 _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
@@ -211,6 +213,27 @@ def ranking_rows(user_id: str, item_ids: Sequence[str], request_time_ms: int | N
     return [{names.USER_ID: user_id, names.ITEM_ID: item, "request_time_ms": now} for item in item_ids]
 
 
+def ranking_columns(user_id: str, item_ids: Sequence[str], request_time_ms: int | None = None) -> dict[str, list[Any]]:
+    """The rows of :func:`ranking_rows` as columns (what :class:`OnlineFeatureReader` takes)."""
+    now = request_time_ms if request_time_ms is not None else int(time.time() * 1000)
+    n = len(item_ids)
+    return {names.USER_ID: [user_id] * n, names.ITEM_ID: list(item_ids), "request_time_ms": [now] * n}
+
+
+def online_reader(store: FeatureStore, service: str = names.RANKING_FEATURE_SERVICE) -> OnlineFeatureReader:
+    """A reader of one feature service's online features, resolved once (build one per process and reuse it)."""
+    from lambdarec.featurestore.online import OnlineFeatureReader
+
+    return OnlineFeatureReader(store, service)
+
+
+def read_online_features(
+    reader: OnlineFeatureReader, user_id: str, item_ids: Sequence[str], *, request_time_ms: int | None = None
+) -> dict[str, list[Any]]:
+    """What :func:`get_online_features` returns, read through ``reader`` (the fast path)."""
+    return reader.read(ranking_columns(user_id, item_ids, request_time_ms))
+
+
 def get_online_features(
     store: FeatureStore,
     user_id: str,
@@ -219,7 +242,11 @@ def get_online_features(
     service: str = names.RANKING_FEATURE_SERVICE,
     request_time_ms: int | None = None,
 ) -> dict[str, list[Any]]:
-    """Online features of a feature service for one user and candidate items (column → values)."""
+    """Online features of a feature service for one user and candidate items (column → values).
+
+    Feast's own ``get_online_features`` (tens of ms per call for 100 items): serving paths use
+    :func:`online_reader` + :func:`read_online_features`, which return the same values.
+    """
     feature_service = store.get_feature_service(service)
     rows = ranking_rows(user_id, item_ids, request_time_ms)
     result: dict[str, list[Any]] = store.get_online_features(features=feature_service, entity_rows=rows).to_dict()
