@@ -2,10 +2,14 @@
 
 Builds gold-shaped tables (N users, M items) in a temporary lake, applies the Feast repo,
 materializes (rows/s), then reads ranking_v1 for 1 user + 100 items many times and reports
-p50/p99 — on SQLite (local) and, when `redis-server` is installed, on Redis (prod config) too.
-Writes bench/results/feast.json (or --out):
+p50/p99 of two paths over the same requests — Feast's ``get_online_features`` with the feature
+service (``feast``) and :class:`lambdarec.featurestore.online.OnlineFeatureReader` (``reader``,
+what serving and ``lambdarec features get`` use) — on SQLite (local) and, when `redis-server`
+is installed, on Redis (prod config) too. Wall-clock percentiles, plus the reading thread's
+CPU time (the machine is shared: wall time includes waiting for a core). Writes
+bench/results/feast.json (or --out):
 
-    .venv/bin/python bench/bench_feast.py --users 100000 --items 50000
+    .venv/bin/python bench/bench_feast.py --users 50000 --items 20000 --reads 300
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import platform
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -102,28 +107,47 @@ def write_gold(lake: Path, n_users: int, n_items: int, seed: int = 7) -> None:
         frame.to_parquet(folder / "part-0.parquet", index=False)
 
 
-def read_latency(store: Any, n_users: int, n_items: int, reps: int, seed: int = 3) -> dict[str, float]:
-    """p50/p99/mean of ranking_v1 reads of 1 user + 100 items, in ms."""
-    from lambdarec.featurestore.store import get_online_features
-
-    rng = np.random.default_rng(seed)
-    timings = []
-    for rep in range(reps + 10):
-        user = f"u{rng.integers(0, n_users)}"
-        items = [f"i{j}" for j in rng.integers(0, n_items, 100)]
-        started = time.perf_counter()
-        values = get_online_features(store, user, items)
-        elapsed = (time.perf_counter() - started) * 1000
-        if rep >= 10:  # warm-up reads excluded
-            timings.append(elapsed)
-        assert values["user_events_30d"][0] is not None
-    array = np.array(timings)
+def _percentiles(values: list[float]) -> dict[str, float]:
+    array = np.array(values)
     return {
         "p50_ms": round(float(np.percentile(array, 50)), 2),
         "p99_ms": round(float(np.percentile(array, 99)), 2),
         "mean_ms": round(float(array.mean()), 2),
-        "reads": reps,
     }
+
+
+def read_latency(store: Any, n_users: int, n_items: int, reps: int, seed: int = 3) -> dict[str, Any]:
+    """ranking_v1 reads of 1 user + 100 items through Feast and through the reader, in ms.
+
+    Both paths read the same requests, interleaved, after 10 warm-up reads each; every
+    reader result is checked against Feast's.
+    """
+    from lambdarec.featurestore.store import get_online_features, online_reader, read_online_features
+
+    reader = online_reader(store)
+    rng = np.random.default_rng(seed)
+    wall: dict[str, list[float]] = {"feast": [], "reader": []}
+    cpu: dict[str, list[float]] = {"feast": [], "reader": []}
+    now_ms = int(SNAPSHOT.timestamp() * 1000)
+    for rep in range(reps + 10):
+        user = f"u{rng.integers(0, n_users)}"
+        items = [f"i{j}" for j in rng.integers(0, n_items, 100)]
+        results = {}
+        for path in ("feast", "reader"):
+            started, started_cpu = time.perf_counter(), time.thread_time()
+            if path == "feast":
+                values = get_online_features(store, user, items, request_time_ms=now_ms)
+            else:
+                values = read_online_features(reader, user, items, request_time_ms=now_ms)
+            elapsed, elapsed_cpu = (time.perf_counter() - started) * 1000, (time.thread_time() - started_cpu) * 1000
+            if rep >= 10:  # warm-up reads excluded
+                wall[path].append(elapsed)
+                cpu[path].append(elapsed_cpu)
+            results[path] = values
+        assert results["reader"] == results["feast"], "the reader differs from get_online_features"
+        assert results["reader"]["user_events_30d"][0] is not None
+    paths = ("feast", "reader")
+    return {path: {**_percentiles(wall[path]), "cpu": _percentiles(cpu[path]), "reads": reps} for path in paths}
 
 
 def _free_port() -> int:
@@ -145,6 +169,7 @@ def run_backend(env: str, state: Path, args: argparse.Namespace) -> dict[str, An
     report = materialize(settings, SNAPSHOT - timedelta(days=31), SNAPSHOT + timedelta(seconds=1))
     latency = read_latency(open_store(settings), args.users, args.items, args.reads)
     result = {"materialize": report.to_dict(), "ranking_v1_1_user_100_items": latency}
+    result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     print(env, json.dumps(result), flush=True)
     return result
 
@@ -164,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "users": args.users,
         "items": args.items,
         "goal": "p99 <= 5 ms on SQLite for ranking_v1, 1 user + 100 items",
+        "command": "bench/bench_feast.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "backends": {},
     }
     with tempfile.TemporaryDirectory(prefix="lambdarec-bench-feast-") as tmp:

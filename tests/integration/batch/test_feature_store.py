@@ -11,7 +11,14 @@ from batch_lake_helpers import DAYS, LAST
 from lambdarec import names
 from lambdarec.batch.lake import Lake, day_start_ms, parse_date, snapshot_time
 from lambdarec.batch.pipeline import example_entities
-from lambdarec.featurestore.store import apply, get_online_features, materialize, open_store
+from lambdarec.featurestore.store import (
+    apply,
+    get_online_features,
+    materialize,
+    online_reader,
+    open_store,
+    read_online_features,
+)
 from lambdarec.settings import Settings, load_settings
 
 END = snapshot_time(parse_date(LAST)) + timedelta(seconds=1)
@@ -51,6 +58,19 @@ def test_materialize_and_online_read_on_sqlite(applied: Settings) -> None:
     assert all(v is not None and v > 0 for v in values["user_events_30d"])
     assert all(v is not None and v > 0 for v in values["item_popularity_30d"])
     assert set(values["item_in_user_top_categories"]) <= {0, 1}
+
+
+def test_fast_reader_equals_feast_on_sqlite(applied: Settings) -> None:
+    """The fast path returns exactly Feast's values on the materialized gold tables."""
+    materialize(applied, START, END)
+    example = example_entities(applied)
+    assert example is not None
+    user, items = example
+    store = open_store(applied)
+    reader = online_reader(store)
+    for who, candidates in ((user, items), (user, [*items[:3], "no-such-item", items[0]]), ("no-such-user", items)):
+        expected = get_online_features(store, who, candidates, request_time_ms=1_709_600_000_000)
+        assert read_online_features(reader, who, candidates, request_time_ms=1_709_600_000_000) == expected
 
 
 def test_cli_prints_online_values(applied: Settings) -> None:
@@ -107,3 +127,5 @@ def test_redis_online_store(
     assert redis.Redis(host=host, port=int(port)).dbsize() > 0
     redis_values = get_online_features(open_store(prod), user, items, request_time_ms=1)
     assert redis_values == sqlite_values
+    # The fast path reads Redis through Feast's RedisOnlineStore.online_read: same values.
+    assert read_online_features(online_reader(open_store(prod)), user, items, request_time_ms=1) == redis_values
