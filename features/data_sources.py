@@ -1,4 +1,8 @@
-"""Sources: gold Parquet tables of the batch layer (offline) and the push source of the speed layer.
+"""Sources: gold Parquet tables of the batch layer (offline) and the push sources of the speed layer.
+
+The user and item push sources have batch sources (Feast requires one) at gold tables the
+batch layer does not write yet (``user_recent_items``, ``item_trending``): their views are
+filled online by the pusher only, so no feature service includes them yet.
 
 The lake folder comes from ``LAMBDAREC_LAKE_DIR`` (``lambdarec features apply`` sets it from the
 settings' state folder); by default ``.lambdarec/lake`` under the working directory.
@@ -45,4 +49,27 @@ session_push_source = PushSource(
     name=names.SESSION_PUSH_SOURCE,
     batch_source=session_batch_source,
     description="Session features pushed by the speed layer as events arrive.",
+)
+
+user_recent_items_source = FileSource(
+    name="user_recent_items_source",
+    path=_gold("user_recent_items"),
+    timestamp_field="event_timestamp",
+    description="Recent items per user (gold.user_recent_items: not written by the batch layer yet).",
+)
+user_push_source = PushSource(
+    name=names.USER_PUSH_SOURCE,
+    batch_source=user_recent_items_source,
+    description="Per-user features pushed by the speed layer (features.user).",
+)
+item_trending_source = FileSource(
+    name="item_trending_source",
+    path=_gold("item_trending"),
+    timestamp_field="event_timestamp",
+    description="Trending counts per item and window (gold.item_trending: not written by the batch layer yet).",
+)
+item_push_source = PushSource(
+    name=names.ITEM_PUSH_SOURCE,
+    batch_source=item_trending_source,
+    description="Per-item features pushed by the speed layer (features.item); event time = window end.",
 )

@@ -1,8 +1,15 @@
-"""Feature views over the gold tables and the session push source."""
+"""Feature views over the gold tables and the speed layer's push sources (session, user, item)."""
 
 from datetime import timedelta
 
-from data_sources import item_neighbours_source, item_stats_source, session_push_source, user_history_source
+from data_sources import (
+    item_neighbours_source,
+    item_push_source,
+    item_stats_source,
+    session_push_source,
+    user_history_source,
+    user_push_source,
+)
 from entities import item, session, user
 from feast import FeatureView, Field
 from feast.types import Array, Float64, Int64, String
@@ -83,4 +90,24 @@ session_features = FeatureView(
     source=session_push_source,
     online=True,
     description="Features of the current visit (speed layer pushes; batch backfills).",
+)
+
+user_stream_features = FeatureView(
+    name=names.USER_STREAM_FEATURE_VIEW,
+    entities=[user],
+    ttl=timedelta(days=30),
+    schema=[Field(name=names.USER_RECENT_ITEMS, dtype=Array(String))],
+    source=user_push_source,
+    online=True,
+    description="A user's most recent items across visits (speed layer pushes; event time = newest event).",
+)
+
+item_stream_features = FeatureView(
+    name=names.ITEM_STREAM_FEATURE_VIEW,
+    entities=[item],
+    ttl=timedelta(hours=1),
+    schema=[Field(name=names.ITEM_TRENDING_COUNT, dtype=Int64)],
+    source=item_push_source,
+    online=True,
+    description="Events on the item in the latest sliding window (speed layer pushes; event time = window end).",
 )

@@ -16,7 +16,7 @@ from lambdarec import names
 
 ranking_request = RequestSource(
     name="ranking_request",
-    schema=[Field(name="request_time_ms", dtype=Int64)],
+    schema=[Field(name=names.REQUEST_TIME_MS, dtype=Int64)],
     description="What the caller knows at request time: the moment of the request (epoch ms).",
 )
 

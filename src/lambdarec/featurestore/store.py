@@ -187,22 +187,36 @@ def _latest_rows(settings: Settings, table: str, start: datetime, end: datetime)
     return len(pc.unique(stamps.filter(mask)[key]))
 
 
+BATCH_TABLES = {
+    names.USER_HISTORY_FEATURE_VIEW: "user_history",
+    names.ITEM_STATS_FEATURE_VIEW: "item_stats",
+    names.ITEM_NEIGHBOURS_FEATURE_VIEW: "item_neighbours",
+    names.SESSION_FEATURE_VIEW: "session_features",
+}
+"""The feature views the batch layer fills, and their gold tables."""
+
+
 def materialize(
     settings: Settings, start: datetime, end: datetime, views: Sequence[str] | None = None
 ) -> MaterializeReport:
-    """Load the latest features in ``[start, end)`` from the offline into the online store."""
+    """Load the latest features in ``[start, end)`` from the offline into the online store.
+
+    Args:
+        settings: The environment.
+        start: Oldest event time loaded.
+        end: Event times before this are loaded.
+        views: Feature views to load; by default those of :data:`BATCH_TABLES` whose gold table
+            exists (the speed layer's user and item views are filled by the pusher only).
+    """
     store = open_store(settings)
+    if views is None:
+        lake = Lake.under(settings.state_dir)
+        views = [view for view, table in BATCH_TABLES.items() if lake.gold(table).exists()]
     started = time.monotonic()
-    store.materialize(start_date=start, end_date=end, feature_views=list(views) if views else None)
+    store.materialize(start_date=start, end_date=end, feature_views=list(views))
     report = MaterializeReport(start=start.isoformat(), end=end.isoformat(), seconds=time.monotonic() - started)
-    tables = {
-        names.USER_HISTORY_FEATURE_VIEW: "user_history",
-        names.ITEM_STATS_FEATURE_VIEW: "item_stats",
-        names.ITEM_NEIGHBOURS_FEATURE_VIEW: "item_neighbours",
-        names.SESSION_FEATURE_VIEW: "session_features",
-    }
-    for view, table in tables.items():
-        if views is None or view in views:
+    for view, table in BATCH_TABLES.items():
+        if view in views:
             report.rows[view] = _latest_rows(settings, table, start, end)
     return report
 
@@ -210,14 +224,14 @@ def materialize(
 def ranking_rows(user_id: str, item_ids: Sequence[str], request_time_ms: int | None = None) -> list[dict[str, Any]]:
     """Entity rows of ``ranking_v1`` for one user and candidate items."""
     now = request_time_ms if request_time_ms is not None else int(time.time() * 1000)
-    return [{names.USER_ID: user_id, names.ITEM_ID: item, "request_time_ms": now} for item in item_ids]
+    return [{names.USER_ID: user_id, names.ITEM_ID: item, names.REQUEST_TIME_MS: now} for item in item_ids]
 
 
 def ranking_columns(user_id: str, item_ids: Sequence[str], request_time_ms: int | None = None) -> dict[str, list[Any]]:
     """The rows of :func:`ranking_rows` as columns (what :class:`OnlineFeatureReader` takes)."""
     now = request_time_ms if request_time_ms is not None else int(time.time() * 1000)
     n = len(item_ids)
-    return {names.USER_ID: [user_id] * n, names.ITEM_ID: list(item_ids), "request_time_ms": [now] * n}
+    return {names.USER_ID: [user_id] * n, names.ITEM_ID: list(item_ids), names.REQUEST_TIME_MS: [now] * n}
 
 
 def online_reader(store: FeatureStore, service: str = names.RANKING_FEATURE_SERVICE) -> OnlineFeatureReader:
