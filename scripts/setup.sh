@@ -42,6 +42,9 @@ for profile in kafka flink spark; do
     -DoutputDirectory="$root/$out" -DincludeScope=runtime
   stamp_of > "$out/.resolved"
 done
+# The speed layer's Java aggregate (jobs/flink/udf), compiled against PyFlink's own jars.
+step "building the speed layer's UDF jar (.cache/jars/flink)"
+jobs/flink/.venv/bin/python jobs/flink/package.py --udf-jar-only .cache/jars/flink >/dev/null
 # 5. redis-server: the prod online store (Feast) is integration-tested against a real one.
 if ! command -v redis-server >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -5,6 +5,7 @@ linux x86_64 on its nodes) runs the job unchanged::
 
     speed_layer.py                                 the job (entry point)
     flink-sql-connector-kafka-5.0.0-2.2.jar        the Kafka connector
+    lambdarec-flink-udfs.jar                       RECENT_ITEMS, the job's Java aggregate (udf/)
     pylib/lambdarec/                               the lambdarec core package (this checkout)
     pylib/orjson, pylib/pydantic, ...              its runtime dependencies, from jobs/flink/.venv
     requirements.txt                               the same dependencies, pinned (for -pyreq instead)
@@ -13,10 +14,11 @@ linux x86_64 on its nodes) runs the job unchanged::
 Run it on a cluster (after ``unzip lambdarec-flink-job.zip -d job && cd job``)::
 
     flink run --python speed_layer.py --pyFiles pylib \\
-        --jarfile flink-sql-connector-kafka-5.0.0-2.2.jar \\
+        --jarfile flink-sql-connector-kafka-5.0.0-2.2.jar --classpath file://$PWD/lambdarec-flink-udfs.jar \\
         -- --bootstrap broker:9092 --state-dir s3://bucket/lambdarec/stream --python-executable ''
 
-Usage: ``jobs/flink/.venv/bin/python jobs/flink/package.py [--out dist/lambdarec-flink-job.zip]``.
+Usage: ``jobs/flink/.venv/bin/python jobs/flink/package.py [--out dist/lambdarec-flink-job.zip]``;
+``--udf-jar-only DIR`` builds just the aggregate's jar (``make setup`` does, into ``.cache/jars/flink``).
 """
 
 from __future__ import annotations
@@ -24,13 +26,19 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 JAR_NAME = "flink-sql-connector-kafka-5.0.0-2.2.jar"
+UDF_JAR_NAME = "lambdarec-flink-udfs.jar"
+UDF_SOURCES = HERE / "udf"
 # The core's runtime imports used by the job (names, schemas, the session fold, the DLQ format).
 RUNTIME_DISTRIBUTIONS = (
     "orjson",
@@ -43,6 +51,8 @@ RUNTIME_DISTRIBUTIONS = (
 RUN_COMMAND = (
     "flink run --python speed_layer.py --pyFiles pylib --jarfile "
     + JAR_NAME
+    + " --classpath file://$PWD/"
+    + UDF_JAR_NAME
     + " -- --bootstrap <brokers> --state-dir <checkpoint-uri-folder> --python-executable ''"
 )
 
@@ -59,6 +69,44 @@ def _distribution_files(name: str) -> list[tuple[Path, str]]:
             continue
         out.append((Path(str(dist.locate_file(entry))), str(entry)))
     return out
+
+
+def _java_tool(name: str) -> str:
+    """``javac`` / ``jar`` from ``JAVA_HOME`` or the PATH (a JDK is a prerequisite of the project)."""
+    home = os.environ.get("JAVA_HOME")
+    found = str(Path(home, "bin", name)) if home and Path(home, "bin", name).is_file() else shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"`{name}` not found: install a JDK 17+ (e.g. apt-get install openjdk-17-jdk-headless)")
+    return found
+
+
+def build_udf_jar(out_dir: Path) -> Path:
+    """Compile the job's Java aggregate (``udf/``) against the Flink jars PyFlink ships.
+
+    Rebuilt only when a source is newer than the jar. Compiled for Java 11, the oldest JVM
+    Flink 2.x runs on.
+
+    Args:
+        out_dir: Where ``lambdarec-flink-udfs.jar`` goes.
+
+    Returns:
+        The jar's path.
+    """
+    import pyflink
+
+    jar = out_dir / UDF_JAR_NAME
+    sources = sorted(UDF_SOURCES.rglob("*.java"))
+    if jar.is_file() and all(src.stat().st_mtime <= jar.stat().st_mtime for src in sources):
+        return jar
+    flink_lib = Path(pyflink.__file__).resolve().parent / "lib"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="lambdarec-udf-") as classes:
+        javac = [_java_tool("javac"), "--release", "11", "-nowarn", "-cp", f"{flink_lib}/*", "-d", classes]
+        subprocess.run([*javac, *map(str, sources)], check=True)
+        tmp = jar.with_suffix(".tmp")
+        subprocess.run([_java_tool("jar"), "cf", str(tmp), "-C", classes, "."], check=True)
+        tmp.replace(jar)
+    return jar
 
 
 def build(out: Path, jar: Path | None = None) -> Path:
@@ -84,6 +132,7 @@ def build(out: Path, jar: Path | None = None) -> Path:
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.write(HERE / "speed_layer.py", "speed_layer.py")
         archive.write(jar, JAR_NAME)
+        archive.write(build_udf_jar(ROOT / ".cache" / "jars" / "flink"), UDF_JAR_NAME)
         for path in sorted(core.rglob("*.py")):
             if "__pycache__" not in path.parts:
                 archive.write(path, f"pylib/lambdarec/{path.relative_to(core)}")
@@ -96,6 +145,7 @@ def build(out: Path, jar: Path | None = None) -> Path:
             "flink": "2.2.x",
             "python": f"{sys.version_info.major}.{sys.version_info.minor}",
             "connector_jar": JAR_NAME,
+            "udf_jar": UDF_JAR_NAME,
             "dependencies": versions,
             "run": RUN_COMMAND,
         }
@@ -109,7 +159,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "dist" / "lambdarec-flink-job.zip")
     parser.add_argument("--jar", type=Path, default=None)
+    parser.add_argument(
+        "--udf-jar-only", type=Path, default=None, metavar="DIR", help="only build the UDF jar into DIR"
+    )
     args = parser.parse_args()
+    if args.udf_jar_only:
+        print(build_udf_jar(args.udf_jar_only))
+        return
     path = build(args.out, args.jar)
     print(f"{path} ({path.stat().st_size / 2**20:.1f} MiB)")
 

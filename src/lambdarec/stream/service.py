@@ -26,6 +26,7 @@ from lambdarec.settings import Settings, find_project_root
 JOB_SCRIPT = Path("jobs") / "flink" / "speed_layer.py"
 FLINK_PYTHON = Path("jobs") / "flink" / ".venv" / "bin" / "python"
 CONNECTOR_JAR = Path(".cache") / "jars" / "flink" / "flink-sql-connector-kafka-5.0.0-2.2.jar"
+UDF_JAR = Path(".cache") / "jars" / "flink" / "lambdarec-flink-udfs.jar"
 
 
 def project_root() -> Path:
@@ -109,8 +110,10 @@ class StreamJobService(ManagedService):
         if not self.job_script().is_file():
             raise PrerequisiteError(f"the speed-layer job is missing: {self.job_script()}")
         root = find_project_root()
-        if self._job_script is None and root is not None and not (root / CONNECTOR_JAR).is_file():
-            raise PrerequisiteError(f"the Flink Kafka connector jar is missing ({CONNECTOR_JAR}): run `make setup`")
+        if self._job_script is None and root is not None:
+            for jar, what in ((CONNECTOR_JAR, "Flink Kafka connector"), (UDF_JAR, "speed layer's UDF")):
+                if not (root / jar).is_file():
+                    raise PrerequisiteError(f"the {what} jar is missing ({jar}): run `make setup`")
 
     def prepare(self, ports: Mapping[str, int]) -> None:
         """Create the state folder (checkpoints live under it across restarts)."""

@@ -24,7 +24,7 @@ def job_args(topics: dict[str, str], *extra: str) -> list[str]:
         "--item-topic", topics["item"],
         "--group-id", f"speed-layer-{topics['source']}",
         "--checkpoint-ms", "1000",
-        "--bundle-ms", "20",
+        "--flush-ms", "20",
         *extra,
     ]  # fmt: skip
 

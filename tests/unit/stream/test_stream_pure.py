@@ -1,4 +1,4 @@
-"""Pure parts of the speed layer: record decoding, user/item folds, snapshots, freshness metrics."""
+"""Pure parts of the speed layer: record decoding, dead letters, the job's SQL, snapshots, metrics."""
 
 from __future__ import annotations
 
@@ -67,21 +67,42 @@ def test_valid_records_decode_and_integer_ids_become_text(job: ModuleType) -> No
     assert result["session_id"] == "42" and result["user_id"] == "7"
 
 
-def test_user_recent_items_keep_the_latest_in_event_time_order(job: ModuleType) -> None:
-    recent: list[list[Any]] = []
-    for i in [5, 1, 30, 2, *range(10, 28)]:
-        job.push_recent(recent, event(i))
-    assert not job.push_recent(recent, event(30)), "a duplicate is ignored"
-    assert len(recent) == 20
-    assert [r[2] for r in recent][-1] == "i30"
-    assert [r[0] for r in recent] == sorted(r[0] for r in recent)
+def test_dead_letters_keep_the_raw_bytes_the_reason_and_the_origin(job: ModuleType) -> None:
+    letter = orjson.loads(job.letter_for(b"\xff\xfe", 3, 42, "clicks"))
+    assert letter["reason"] == "record value is not valid UTF-8"
+    assert letter["origin"] == {"topic": "clicks", "partition": 3, "offset": 42}
+    assert letter["source"] == "flink" and letter["raw_b64"]
+    letter = orjson.loads(job.letter_for(orjson.dumps(event(1, item_id="")), 0, 1, "clicks"))
+    assert letter["field"] == "item_id"
+    # A record the SQL checks reject but the reference accepts is still kept, with an explanation.
+    letter = orjson.loads(job.letter_for(orjson.dumps(event(1)), 0, 2, "clicks"))
+    assert "PARSE_CLICK" in letter["reason"] and letter["raw"]
 
 
-def test_trending_count_covers_the_sliding_window(job: ModuleType) -> None:
-    minute = 60_000
-    buckets = {0: 1, minute: 2, 9 * minute: 3, 10 * minute: 4}
-    assert job.trending_count(buckets, 10 * minute, 10 * minute) == 6  # [0, 10 min)
-    assert job.trending_count(buckets, 11 * minute, 10 * minute) == 9  # [1 min, 11 min)
+def test_job_sql_writes_the_feature_names_the_feature_store_reads(job: ModuleType) -> None:
+    args = job.parse_args(["--bootstrap", "b:9092", "--state-dir", "/tmp/x"])
+    sql = "\n".join(job.job_statements(args))
+    for name in (names.SESSION_ID, *names.SESSION_FEATURES, names.USER_RECENT_ITEMS, names.ITEM_TRENDING_COUNT):
+        assert name in sql
+    for topic in (names.CLICKS_TOPIC, names.CLICKS_DLQ_TOPIC, names.SESSION_FEATURES_TOPIC,
+                  names.USER_FEATURES_TOPIC, names.ITEM_FEATURES_TOPIC):  # fmt: skip
+        assert f"'topic' = '{topic}'" in sql
+    inserts = [s for s in job.job_statements(args) if s.lstrip().startswith("INSERT")]
+    assert len(inserts) == 4
+    only_sessions = job.parse_args(["--sessions-only"])
+    inserts = [s for s in job.job_statements(only_sessions) if s.lstrip().startswith("INSERT")]
+    assert [s.split()[2] for s in inserts] == ["dlq_sink", "session_sink"]
+
+
+def test_job_configuration_checkpoints_exactly_once_and_restores(job: ModuleType, tmp_path: Path) -> None:
+    args = job.parse_args(["--state-dir", str(tmp_path), "--checkpoint-ms", "1500"])
+    config = job.job_configuration(args)
+    assert config["execution.checkpointing.mode"] == "EXACTLY_ONCE"
+    assert config["execution.checkpointing.interval"] == "1500 ms"
+    assert config["execution.checkpointing.dir"] == (tmp_path / "checkpoints").as_uri()
+    assert "execution.state-recovery.path" not in config
+    restored = job.job_configuration(job.parse_args(["--restore", "/ckpt/chk-3"]))
+    assert restored["execution.state-recovery.path"] == "/ckpt/chk-3"
 
 
 def test_latest_checkpoint_is_the_newest_complete_one(tmp_path: Path, job: ModuleType) -> None:
