@@ -10,6 +10,12 @@ CPU time (the machine is shared: wall time includes waiting for a core). Writes
 bench/results/feast.json (or --out):
 
     .venv/bin/python bench/bench_feast.py --users 50000 --items 20000 --reads 300
+
+``--pusher`` measures the pusher alone instead (no Kafka: a stand-in consumer hands it JSON
+records) writing session rows into the SQLite online store, through its proto path and, for
+comparison, through ``store.push`` DataFrames, and updates the ``pusher`` section of the JSON:
+
+    .venv/bin/python bench/bench_feast.py --pusher --rows 50000
 """
 
 from __future__ import annotations
@@ -150,6 +156,123 @@ def read_latency(store: Any, n_users: int, n_items: int, reps: int, seed: int = 
     return {path: {**_percentiles(wall[path]), "cpu": _percentiles(cpu[path]), "reads": reps} for path in paths}
 
 
+class _Record:
+    """A Kafka record as the pusher reads it."""
+
+    def __init__(self, topic: str, key: bytes, value: bytes | None) -> None:
+        self._topic, self._key, self._value = topic, key, value
+
+    def topic(self) -> str:
+        return self._topic
+
+    def key(self) -> bytes:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def error(self) -> None:
+        return None
+
+
+class _Consumer:
+    """Hands the pusher prepared batches, like ``confluent_kafka.Consumer.consume``."""
+
+    def __init__(self, records: list[_Record], batch: int) -> None:
+        self.batches = [records[i : i + batch] for i in range(0, len(records), batch)]
+
+    def consume(self, n: int, timeout: float) -> list[_Record]:
+        return self.batches.pop(0) if self.batches else []
+
+    def commit(self, asynchronous: bool = False) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def session_records(n_rows: int, n_sessions: int, topic: str, seed: int = 5) -> list[_Record]:
+    """``n_rows`` session snapshots as the Flink job writes them, spread over ``n_sessions`` sessions."""
+    import orjson
+
+    from lambdarec import names
+
+    rng = np.random.default_rng(seed)
+    counts = [0] * n_sessions
+    base = int(SNAPSHOT.timestamp() * 1000)
+    records = []
+    for i in range(n_rows):
+        s = i % n_sessions
+        counts[s] += 1
+        n = counts[s]
+        row = {
+            names.SESSION_ID: f"s{s}",
+            names.SESSION_RECENT_ITEMS: [f"i{j}" for j in rng.integers(0, 50_000, min(n, 20))],
+            names.SESSION_EVENT_COUNT: n,
+            names.SESSION_VIEW_COUNT: n,
+            names.SESSION_CART_COUNT: n // 5,
+            names.SESSION_PURCHASE_COUNT: n // 20,
+            names.SESSION_DISTINCT_CATEGORIES: min(n, 7),
+            names.SESSION_START_MS: base + s,
+            names.SESSION_LAST_EVENT_MS: base + s + n * 1_000,
+            names.SESSION_DWELL_S: n * 1.0,
+            "source_event_ms": base + s + n * 1_000,
+            "emitted_ms": base + s + n * 1_000 + 20,
+            "late": False,
+            "late_events": 0,
+        }
+        records.append(_Record(topic, f"s{s}".encode(), orjson.dumps(row)))
+    return records
+
+
+def pusher_throughput(state: Path, n_rows: int, n_sessions: int, batch: int) -> dict[str, Any]:
+    """Session rows per second from records to the SQLite online store, proto path vs ``store.push``."""
+    import orjson
+
+    from lambdarec import names
+    from lambdarec.featurestore.store import apply, open_store
+    from lambdarec.settings import load_settings
+    from lambdarec.stream.pusher import FEEDS, FeaturePusher, FeedWriter, newest_per_key, push_frame
+
+    settings = load_settings("local", state_dir=state)
+    apply(settings)
+    store = open_store(settings)
+    topic = names.SESSION_FEATURES_TOPIC
+    records = session_records(n_rows, n_sessions, topic)
+    records.append(_Record(topic, b"gone", None))  # a tombstone: counted, skipped
+    pusher = FeaturePusher("-", store, state / "metrics.json", topics={"session": topic}, max_batch=batch,
+                           consumer=_Consumer(records, batch))  # fmt: skip
+    FeedWriter(store, FEEDS["session"])  # resolve Feast's objects before the clock starts, as a running pusher has
+    written = 0
+    started, started_cpu = time.perf_counter(), time.process_time()
+    while pusher._consumer.batches:
+        written += pusher.step(timeout_s=0)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+    tracker = pusher.metrics.total
+    assert tracker.tombstones == 1 and tracker.undecodable == 0
+    result: dict[str, Any] = {
+        "records": n_rows,
+        "sessions": n_sessions,
+        "batch": batch,
+        "rows_written": written,
+        "seconds": round(seconds, 3),
+        "records_per_s": round(n_rows / seconds),
+        "rows_written_per_s": round(written / seconds),
+        "cpu_s": round(cpu, 3),
+    }
+    # The same batches through Feast's DataFrame push (what the pusher did before), for comparison.
+    feed = FEEDS["session"]
+    rows = [orjson.loads(r.value() or b"") for r in records if r.value() is not None]
+    baseline_written = 0
+    started = time.perf_counter()
+    for i in range(0, len(rows), batch):
+        baseline_written += push_frame(store, feed, list(newest_per_key(feed, rows[i : i + batch]).values()))
+    baseline = time.perf_counter() - started
+    result["store_push_rows_written_per_s"] = round(baseline_written / baseline)
+    result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -181,7 +304,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--reads", type=int, default=500, help="timed reads per backend")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "feast.json")
+    parser.add_argument("--pusher", action="store_true", help="benchmark the pusher alone (updates 'pusher')")
+    parser.add_argument("--rows", type=int, default=50_000, help="pusher: session records")
+    parser.add_argument("--sessions", type=int, default=0, help="pusher: distinct sessions (default: --rows)")
+    parser.add_argument("--batch", type=int, default=5_000, help="pusher: records per consume")
     args = parser.parse_args(argv)
+    if args.pusher:
+        with tempfile.TemporaryDirectory(prefix="lambdarec-bench-pusher-") as tmp:
+            section = {
+                "goal": ">= 5000 session rows/s into the SQLite online store",
+                "command": "bench/bench_feast.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                **pusher_throughput(Path(tmp), args.rows, args.sessions or args.rows, args.batch),
+            }
+        print("pusher", json.dumps(section), flush=True)
+        previous = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "feast"}
+        previous["pusher"] = section
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(previous, indent=2))
+        return previous
     result: dict[str, Any] = {
         "benchmark": "feast",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -213,6 +354,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 redis.wait(timeout=10)
         else:
             result["backends"]["redis"] = {"skipped": "redis-server not installed"}
+    if args.out.exists():
+        pusher = json.loads(args.out.read_text()).get("pusher")
+        if pusher:
+            result["pusher"] = pusher
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     return result

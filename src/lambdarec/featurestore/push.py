@@ -33,6 +33,38 @@ def naive_utc_from_ms(epoch_ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=int(epoch_ms))
 
 
+def to_protos(values: Sequence[Any], value_type: ValueType) -> list[ValueProto]:
+    """``python_values_to_proto_values(values, value_type)``, with short paths for plain Python values.
+
+    Strings, Python ints (int64), floats and ints (double) and lists of strings take a short path
+    that builds the very messages Feast builds (``None`` and NaN as an empty ``Value``); any other
+    type or value goes to Feast's converter.
+    """
+    from feast.protos.feast.types.Value_pb2 import StringList, Value
+    from feast.type_map import python_values_to_proto_values
+    from feast.value_type import ValueType
+
+    kinds = {type(v) for v in values}
+    kinds.discard(type(None))
+    empty = Value()
+    if value_type == ValueType.INT64 and kinds <= {int} and all(v is None or _I64[0] <= v <= _I64[1] for v in values):
+        return [empty if v is None else Value(int64_val=v) for v in values]
+    if value_type == ValueType.DOUBLE and kinds <= {int, float}:
+        return [empty if v is None or v != v else Value(double_val=v) for v in values]
+    if value_type == ValueType.STRING and kinds <= {str}:
+        return [empty if v is None else Value(string_val=v) for v in values]
+    if (
+        value_type == ValueType.STRING_LIST
+        and kinds <= {list}
+        and all(v is None or all(type(e) is str for e in v) for v in values)
+    ):
+        return [empty if v is None else Value(string_list_val=StringList(val=v)) for v in values]
+    return python_values_to_proto_values(list(values), value_type)
+
+
+_I64 = (-(2**63), 2**63 - 1)
+
+
 @dataclass(frozen=True)
 class _Target:
     view: FeatureView
@@ -99,7 +131,6 @@ class PushWriter:
             event_times: Each row's event time as a naive UTC datetime (:func:`naive_utc_from_ms`).
         """
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.type_map import python_values_to_proto_values
 
         out: dict[str, list[OnlineRow]] = {}
         n_rows = len(event_times)
@@ -109,8 +140,7 @@ class PushWriter:
                 out[target.view.name] = []  # store.push writes nothing when every feature is null
                 continue
             protos = {
-                name: python_values_to_proto_values(list(columns[name]), value_type)
-                for name, value_type in (*target.features, *target.join_keys)
+                name: to_protos(columns[name], value_type) for name, value_type in (*target.features, *target.join_keys)
             }
             keys = [name for name, _ in target.join_keys]
             out[target.view.name] = [

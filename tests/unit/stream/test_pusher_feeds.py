@@ -227,3 +227,25 @@ def test_metrics_without_topics_keep_the_single_tracker_format() -> None:
     empty.topic("quiet")
     assert "lag_p99_ms" not in empty.summary()["topics"]["quiet"]
     assert "lambdarec_stream_updates_total 1" in prometheus_text(summary)
+
+
+def test_to_protos_builds_feasts_messages() -> None:
+    from feast.type_map import python_values_to_proto_values
+    from feast.value_type import ValueType
+
+    from lambdarec.featurestore.push import to_protos
+
+    cases = [
+        ([1, None, 2**62, -5], ValueType.INT64),
+        ([1.5, None, float("nan"), float("inf"), 3], ValueType.DOUBLE),
+        ([0, 0.0, -0.0], ValueType.DOUBLE),
+        (["a", None, "", "é"], ValueType.STRING),
+        ([["a", "b"], [], None, ["", "é"]], ValueType.STRING_LIST),
+        ([["a", None]], ValueType.STRING_LIST),  # Feast's own path: None elements become ""
+        ([True, None], ValueType.BOOL),
+        ([2**64], ValueType.DOUBLE),
+    ]
+    for values, value_type in cases:
+        mine = [p.SerializeToString() for p in to_protos(values, value_type)]
+        feasts = [p.SerializeToString() for p in python_values_to_proto_values(list(values), value_type)]
+        assert mine == feasts, (values, value_type)
