@@ -192,7 +192,11 @@ class _Consumer:
 
 
 def session_records(n_rows: int, n_sessions: int, topic: str, seed: int = 5) -> list[_Record]:
-    """``n_rows`` session snapshots as the Flink job writes them, spread over ``n_sessions`` sessions."""
+    """``n_rows`` session snapshots as the Flink job writes them, over ``n_sessions`` sessions.
+
+    A session's snapshots are consecutive (one partition, one visit at a time), so with fewer
+    sessions than rows a batch holds several snapshots of a session and the pusher writes the newest.
+    """
     import orjson
 
     from lambdarec import names
@@ -201,8 +205,9 @@ def session_records(n_rows: int, n_sessions: int, topic: str, seed: int = 5) -> 
     counts = [0] * n_sessions
     base = int(SNAPSHOT.timestamp() * 1000)
     records = []
+    per_session = max(1, n_rows // n_sessions)
     for i in range(n_rows):
-        s = i % n_sessions
+        s = (i // per_session) % n_sessions
         counts[s] += 1
         n = counts[s]
         row = {
@@ -226,49 +231,67 @@ def session_records(n_rows: int, n_sessions: int, topic: str, seed: int = 5) -> 
 
 
 def pusher_throughput(state: Path, n_rows: int, n_sessions: int, batch: int) -> dict[str, Any]:
-    """Session rows per second from records to the SQLite online store, proto path vs ``store.push``."""
+    """Session rows per second from records to the SQLite online store: the pusher vs ``store.push``.
+
+    Each path writes into its own freshly applied store. ``pusher``: the whole step (decode,
+    newest row per session, protos, ``online_write_batch``, metrics). ``store_push``: the same
+    newest rows of each batch through Feast's DataFrame push, what the pusher did before.
+    """
     import orjson
 
     from lambdarec import names
     from lambdarec.featurestore.store import apply, open_store
     from lambdarec.settings import load_settings
-    from lambdarec.stream.pusher import FEEDS, FeaturePusher, FeedWriter, newest_per_key, push_frame
+    from lambdarec.stream.pusher import FEEDS, FeaturePusher, newest_per_key, push_frame
 
-    settings = load_settings("local", state_dir=state)
-    apply(settings)
-    store = open_store(settings)
+    def fresh_store(name: str) -> Any:
+        settings = load_settings("local", state_dir=state / name)
+        apply(settings)
+        return open_store(settings)
+
     topic = names.SESSION_FEATURES_TOPIC
     records = session_records(n_rows, n_sessions, topic)
     records.append(_Record(topic, b"gone", None))  # a tombstone: counted, skipped
+    result: dict[str, Any] = {"records": n_rows, "sessions": n_sessions, "batch": batch}
+
+    store = fresh_store("pusher")
     pusher = FeaturePusher("-", store, state / "metrics.json", topics={"session": topic}, max_batch=batch,
                            consumer=_Consumer(records, batch))  # fmt: skip
-    FeedWriter(store, FEEDS["session"])  # resolve Feast's objects before the clock starts, as a running pusher has
-    written = 0
+    written = pusher.step(timeout_s=0)  # the first step resolves Feast's objects, as a running pusher has
     started, started_cpu = time.perf_counter(), time.process_time()
     while pusher._consumer.batches:
         written += pusher.step(timeout_s=0)
     seconds, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+    timed = n_rows - batch
     tracker = pusher.metrics.total
     assert tracker.tombstones == 1 and tracker.undecodable == 0
-    result: dict[str, Any] = {
-        "records": n_rows,
-        "sessions": n_sessions,
-        "batch": batch,
+    result["pusher"] = {
         "rows_written": written,
+        "timed_records": timed,
         "seconds": round(seconds, 3),
-        "records_per_s": round(n_rows / seconds),
-        "rows_written_per_s": round(written / seconds),
         "cpu_s": round(cpu, 3),
+        "records_per_s": round(timed / seconds),
+        "rows_written_per_s": round(timed / seconds * written / n_rows),
+        "rows_written_per_cpu_s": round(timed / cpu * written / n_rows),
     }
-    # The same batches through Feast's DataFrame push (what the pusher did before), for comparison.
+
+    store = fresh_store("store-push")
     feed = FEEDS["session"]
     rows = [orjson.loads(r.value() or b"") for r in records if r.value() is not None]
+    batches = [list(newest_per_key(feed, rows[i : i + batch]).values()) for i in range(0, len(rows), batch)]
+    push_frame(store, feed, batches[0])
     baseline_written = 0
-    started = time.perf_counter()
-    for i in range(0, len(rows), batch):
-        baseline_written += push_frame(store, feed, list(newest_per_key(feed, rows[i : i + batch]).values()))
-    baseline = time.perf_counter() - started
-    result["store_push_rows_written_per_s"] = round(baseline_written / baseline)
+    started, started_cpu = time.perf_counter(), time.process_time()
+    for newest in batches[1:]:
+        baseline_written += push_frame(store, feed, newest)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+    result["store_push"] = {
+        "rows_written": baseline_written,
+        "seconds": round(seconds, 3),
+        "cpu_s": round(cpu, 3),
+        "rows_written_per_s": round(baseline_written / seconds),
+        "rows_written_per_cpu_s": round(baseline_written / cpu),
+    }
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     return result
 
@@ -306,7 +329,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "feast.json")
     parser.add_argument("--pusher", action="store_true", help="benchmark the pusher alone (updates 'pusher')")
     parser.add_argument("--rows", type=int, default=50_000, help="pusher: session records")
-    parser.add_argument("--sessions", type=int, default=0, help="pusher: distinct sessions (default: --rows)")
     parser.add_argument("--batch", type=int, default=5_000, help="pusher: records per consume")
     args = parser.parse_args(argv)
     if args.pusher:
@@ -315,7 +337,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "goal": ">= 5000 session rows/s into the SQLite online store",
                 "command": "bench/bench_feast.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                 "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                **pusher_throughput(Path(tmp), args.rows, args.sessions or args.rows, args.batch),
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                "all_distinct": pusher_throughput(Path(tmp) / "distinct", args.rows, args.rows, args.batch),
+                "snapshots_per_session_5": pusher_throughput(Path(tmp) / "dup", args.rows, args.rows // 5, args.batch),
             }
         print("pusher", json.dumps(section), flush=True)
         previous = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "feast"}
