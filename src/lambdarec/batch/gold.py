@@ -8,8 +8,9 @@ Tables (each under ``gold/<table>/date=YYYY-MM-DD``, stamped with :func:`snapsho
   conversion rates, mean price and category;
 - ``item_neighbours``: "users who bought X also bought Y" (co-purchase, by buyer over 30 days) and
   co-view (within a visit) — top-K neighbours per item with cosine scores;
-- ``session_features``: the features of each visit of the date, from the shared session fold
-  (the offline side of the ``session_push_source``).
+- ``session_features``: the features of each visit of the date (a visit that crossed midnight
+  with all its events), from the shared session fold (the offline side of the
+  ``session_push_source``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from lambdarec import names
 from lambdarec.batch.lake import DAY_MS, Lake, parse_date, snapshot_time, write_json_atomic
-from lambdarec.batch.sessions import EVENT_TIMESTAMP, SESSION_KEY, session_feature_frame
+from lambdarec.batch.sessions import (
+    EVENT_TIMESTAMP,
+    FOLD_COLUMNS,
+    SESSION_KEY,
+    session_feature_frame,
+    sessionize,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -183,8 +190,21 @@ def item_neighbours(events: DataFrame, k: int = NEIGHBOURS_K) -> DataFrame:
     )
 
 
-def session_features(events: DataFrame) -> DataFrame:
-    """Features of every visit, folded by :func:`lambdarec.features.session.fold_session`."""
+def session_features(events: DataFrame, day: str) -> DataFrame:
+    """Features of every visit with an event on ``day``, folded by :func:`lambdarec.features.session.fold_session`.
+
+    Args:
+        events: Silver events of ``day`` and of the day before (more is filtered out).
+        day: The snapshot date (``YYYY-MM-DD``).
+
+    Returns:
+        One row per visit (:data:`lambdarec.batch.sessions.SESSION_FEATURE_COLUMNS`); a visit that
+        started the day before and crossed midnight is folded over all its events, as the speed
+        layer folds it.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
     schema = (
         f"{names.SESSION_ID} string, {names.SESSION_RECENT_ITEMS} array<string>, "
         f"{names.SESSION_EVENT_COUNT} long, {names.SESSION_VIEW_COUNT} long, {names.SESSION_CART_COUNT} long, "
@@ -192,17 +212,24 @@ def session_features(events: DataFrame) -> DataFrame:
         f"{names.SESSION_START_MS} long, {names.SESSION_LAST_EVENT_MS} long, {names.SESSION_DWELL_S} double, "
         f"{EVENT_TIMESTAMP} timestamp"
     )
-    cols = ["event_id", "event_time", names.SESSION_ID, SESSION_KEY, names.ITEM_ID, "event_type", "category"]
-    from pyspark.sql import functions as F
-
-    # Many visits per pandas call (session_feature_frame folds each visit separately): one
-    # call per visit made the per-call overhead dominate.
+    end = parse_date(day)
+    dates = [F.lit((end - timedelta(days=1)).isoformat()).cast("date"), F.lit(end.isoformat()).cast("date")]
+    two_days = events.where(F.col("event_date").isin(dates)).select(
+        "event_id", "event_time", names.SESSION_ID, names.ITEM_ID, "event_type", "category", "event_date"
+    )
+    # Renumbered over exactly these two days, as silver numbered ``day``: the keys of ``day``'s
+    # events are silver's, and the previous day's part of a visit crossing midnight joins them.
+    visits = sessionize(two_days).withColumn(
+        "_reaches_day", F.max(F.col("event_date") == dates[1]).over(Window.partitionBy(names.SESSION_ID, SESSION_KEY))
+    )
+    # Many visits per pandas call (one call per visit made the per-call overhead dominate), and
+    # only the columns the fold reads cross to Python.
     buckets = max(8, 4 * int(events.sparkSession.conf.get("spark.sql.shuffle.partitions") or "8"))
     return (
-        events.select(*cols)
-        .withColumn("_bucket", F.pmod(F.xxhash64(SESSION_KEY), F.lit(buckets)))
+        visits.where(F.col("_reaches_day"))
+        .select(*FOLD_COLUMNS, F.pmod(F.xxhash64(SESSION_KEY), F.lit(buckets)).alias("_bucket"))
         .groupBy("_bucket")
-        .applyInPandas(lambda frame: session_feature_frame(frame.drop(columns=["_bucket"])), schema=schema)
+        .applyInPandas(session_feature_frame, schema=schema)
     )
 
 
@@ -235,7 +262,7 @@ def build_gold(spark: SparkSession, lake: Lake, day: str, *, k: int = NEIGHBOURS
         USER_HISTORY: user_history(window, snapshot_ms).select("*", stamp),
         ITEM_STATS: item_stats(window, snapshot_ms).select("*", stamp),
         ITEM_NEIGHBOURS: item_neighbours(window, k).select("*", stamp),
-        SESSION_FEATURES: session_features(window.where(F.col("event_date") == F.lit(end.isoformat()).cast("date"))),
+        SESSION_FEATURES: session_features(window, end.isoformat()),
     }
     report = GoldReport(date=end.isoformat())
     for table, frame in tables.items():

@@ -8,10 +8,12 @@ Per date partition the stage
    allowed skew; rejected rows go to ``quarantine/silver`` with their Kafka coordinates;
 3. keeps one row per ``event_id`` (the first by partition and offset) and flags late events
    (event time far behind the broker's time) without dropping them;
-4. splits shop sessions into visits after 30 minutes idle with
-   :func:`lambdarec.batch.sessions.sessionize_frame`.
+4. splits shop sessions into visits after 30 minutes idle with Spark window functions
+   (:func:`lambdarec.batch.sessions.sessionize`), each date together with the day before it so
+   that a visit crossing midnight keeps one key.
 
-Output for a date replaces that date's partition only, so a rerun of a date gives the same output.
+Output for a date replaces that date's partition only and depends only on the bronze of that date
+and of the day before, so a rerun of a date gives the same output whatever else it is built with.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lambdarec.batch.lake import Lake, write_json_atomic
-from lambdarec.batch.sessions import SESSION_GAP_MS, SESSION_KEY, SESSION_SEQ, sessionize_frame
+from lambdarec import names
+from lambdarec.batch.lake import Lake, parse_date, write_json_atomic
+from lambdarec.batch.sessions import SESSION_GAP_MS, SESSION_KEY, SESSION_SEQ, sessionize
 from lambdarec.names import EventType
 from lambdarec.schemas import EARLIEST_EVENT_MS, MAX_ID_LENGTH
 
@@ -184,12 +188,29 @@ def _parsed(spark: SparkSession, files: list[Path], max_skew_ms: int, late_ms: i
     )
 
 
-def _sessionize_schema() -> str:
-    return (
-        "event_id string, event_time long, session_id string, session_key string, session_seq int, "
-        "user_id string, item_id string, event_type string, price double, category string, brand string, "
-        "kafka_partition int, kafka_offset long, is_late boolean, event_date date"
-    )
+def _visits(unique: DataFrame, dates: list[str], gap_ms: int) -> DataFrame:
+    """The events of ``dates`` split into visits, each date numbered over itself and the day before.
+
+    ``unique`` holds the deduplicated events of ``dates`` and of the day before each. Every date
+    is sessionized on its own (so a date's output depends only on its bronze and the previous
+    date's, whatever else is built in the same run), but over the previous day too: a visit that
+    crosses midnight keeps its key, and the visit numbers of a session active on both days count
+    the earlier day's visits. Rows of the previous day ship only what the numbering needs.
+    """
+    from pyspark.sql import functions as F
+
+    wanted = [F.lit(d).cast("date") for d in dates]
+    own = unique.where(F.col("event_date").isin(wanted)).withColumn("_own", F.lit(True))
+    # A previous-day row stands in the partition of the date it numbers. ``event_date`` is the
+    # numbering group itself, so the window's sort already orders the rows by the output's
+    # partition column and the partitioned write needs no sort of its own.
+    before = unique.select(
+        names.SESSION_ID, "event_time", "event_id", F.date_add("event_date", 1).alias("event_date")
+    ).where(F.col("event_date").isin(wanted))
+    both = own.unionByName(before.withColumn("_own", F.lit(False)), allowMissingColumns=True)
+    visits = sessionize(both, gap_ms, within=["event_date"]).where(F.col("_own")).select(*SILVER_COLUMNS, "event_date")
+    # The window's own order, stated so the write sees it (Spark drops this sort as redundant).
+    return visits.sortWithinPartitions("event_date", names.SESSION_ID, "event_time", "event_id")
 
 
 def build_silver(
@@ -209,7 +230,8 @@ def build_silver(
         dates: Event dates (``YYYY-MM-DD``); each one's partition is replaced, others are left alone.
         max_skew_ms: Events further ahead of the broker's clock are quarantined.
         late_ms: Events this far behind the broker's clock are flagged late (and kept).
-        gap_ms: Idle time that ends a visit (visits never span two dates: a date is a partition).
+        gap_ms: Idle time that ends a visit. Each date is sessionized together with the previous
+            date's bronze, so a visit crossing midnight keeps one key (see :func:`_visits`).
 
     Returns:
         One report per date (also written under ``_reports/silver``).
@@ -220,6 +242,7 @@ def build_silver(
 
     started = time.monotonic()
     reports = {day: SilverReport(date=day) for day in dates}
+    previous = sorted({(parse_date(d) - timedelta(days=1)).isoformat() for d in dates} - set(dates))
     good: list[Path] = []
     for day in dates:
         files = bronze_files(lake, day)
@@ -230,6 +253,9 @@ def build_silver(
                 good.append(path)
             else:
                 reports[day].quarantined_files[str(path.relative_to(lake.root))] = problem
+    # The day before a built date is read for its visits only; its bad files are reported when
+    # that date itself is built.
+    good += [path for day in previous for path in bronze_files(lake, day) if check_bronze_file(path) is None]
     for day in dates:
         for stale in (lake.silver / f"event_date={day}", lake.quarantine("silver") / f"event_date={day}"):
             if stale.exists():  # a rerun replaces the date, even when nothing is left to write
@@ -243,7 +269,12 @@ def build_silver(
                 F.when(F.col("reason").isNull(), F.to_date(F.timestamp_millis("event_time"))),
                 F.to_date("kafka_timestamp"),
             ),
-        ).persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        # Cached for the three passes below (counts, quarantine, silver) so the JSON is parsed
+        # once; the raw value is kept only for rejected rows, which keeps the cache small.
+        parsed = parsed.withColumn("value", F.when(F.col("reason").isNotNull(), F.col("value"))).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
         for row in parsed.groupBy("event_date", "reason").agg(F.count("*").alias("n")).collect():
             report = reports.get(str(row["event_date"]))
             if report is None:
@@ -257,24 +288,11 @@ def build_silver(
         )
         rejected.write.mode("overwrite").partitionBy("event_date").parquet(str(lake.quarantine("silver")))
 
-        valid = parsed.where(F.col("reason").isNull() & wanted).drop("reason", "value", "kafka_timestamp")
+        read = F.col("event_date").isin([F.lit(d).cast("date") for d in [*dates, *previous]])
+        valid = parsed.where(F.col("reason").isNull() & read).drop("reason", "value", "kafka_timestamp")
         first = Window.partitionBy("event_id").orderBy("kafka_partition", "kafka_offset")
         unique = valid.withColumn("_rn", F.row_number().over(first)).where(F.col("_rn") == 1).drop("_rn")
-        columns = [*SILVER_COLUMNS, "event_date"]
-
-        def _sessionize(frame: Any) -> Any:
-            return sessionize_frame(frame, gap_ms)[columns]
-
-        # One pandas call per (date, hash bucket of sessions), not per session: a session's
-        # events still land in one frame (sessionize_frame handles many sessions at once), and
-        # the per-call overhead of applyInPandas stops dominating (it was minutes at 300k events).
-        buckets = max(8, 4 * int(spark.conf.get("spark.sql.shuffle.partitions") or "8"))
-        silver = (
-            unique.withColumn("_bucket", F.pmod(F.xxhash64("session_id"), F.lit(buckets)))
-            .groupBy("event_date", "_bucket")
-            .applyInPandas(_sessionize, schema=_sessionize_schema())
-        )
-        silver.write.mode("overwrite").partitionBy("event_date").parquet(str(lake.silver))
+        _visits(unique, dates, gap_ms).write.mode("overwrite").partitionBy("event_date").parquet(str(lake.silver))
         parsed.unpersist()
 
         written = spark.read.option("basePath", str(lake.silver)).parquet(

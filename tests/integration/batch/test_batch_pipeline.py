@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -12,6 +13,7 @@ from batch_lake_helpers import DAYS, LAST, silver_hash
 
 from lambdarec import names
 from lambdarec.batch.lake import Lake, read_json
+from lambdarec.batch.sessions import SESSION_KEY, SESSION_SEQ, sessionize, sessionize_frame
 from lambdarec.batch.silver import build_silver
 from lambdarec.features.session import new_session_state, session_features, update_session
 
@@ -54,6 +56,37 @@ def test_rerun_of_the_same_dates_gives_the_same_output(spark: object, batch_lake
     assert silver_hash(batch_lake) == built["silver_hash"]
 
 
+def test_a_date_built_alone_equals_the_date_built_with_the_others(spark: object, batch_lake: Lake, built: dict) -> None:
+    """Silver of a date depends on its bronze and the previous date's only, not on the run."""
+    build_silver(spark, batch_lake, [LAST])  # type: ignore[arg-type]
+    assert silver_hash(batch_lake) == built["silver_hash"]
+
+
+def test_spark_sessionize_is_the_pandas_rule(spark: object, shop_events: pa.Table) -> None:
+    first = shop_events.select(["event_id", "event_time", "session_id"]).to_pandas()
+    # The shop's sessions have no idle gap: return to every third one two hours later.
+    again = first[first["session_id"].rank(method="dense") % 3 == 0].copy()
+    again["event_id"] += "-again"
+    again["event_time"] += 2 * 3_600_000
+    events = pd.concat([first, again], ignore_index=True)
+    expected = sessionize_frame(events).set_index("event_id")
+    frame = spark.createDataFrame(events)  # type: ignore[attr-defined]
+    actual = sessionize(frame).toPandas().set_index("event_id").loc[expected.index]
+    assert (actual[SESSION_KEY] == expected[SESSION_KEY]).all()
+    assert (actual[SESSION_SEQ] == expected[SESSION_SEQ]).all()
+    assert (expected[SESSION_SEQ] > 0).any()  # the shop has idle gaps to split on
+
+
+def test_a_visit_crossing_midnight_keeps_one_key(batch_lake: Lake, built: dict) -> None:
+    frame = pq.read_table(batch_lake.silver, columns=["event_time", SESSION_KEY]).to_pandas()
+    frame = frame.sort_values([SESSION_KEY, "event_time"])
+    # Over the whole lake a key is one visit: no idle gap inside it, across dates too.
+    idle = frame.groupby(SESSION_KEY)["event_time"].diff().max()
+    assert idle <= 30 * 60 * 1000
+    days = (frame["event_time"] // 86_400_000).groupby(frame[SESSION_KEY]).nunique()
+    assert (days > 1).any()  # the shop has visits over midnight, and each kept one key
+
+
 def test_gold_tables(built: dict, batch_lake: Lake) -> None:
     gold = built["gold"][-1]
     assert all(gold.rows[t] > 0 for t in ("user_history", "item_stats", "item_neighbours", "session_features"))
@@ -82,10 +115,14 @@ def test_parity_spark_batch_vs_streaming_fold(built: dict, shop_events: pa.Table
         lambda t: __import__("datetime").datetime.utcfromtimestamp(t / 1000).date().isoformat()
     )
     rng = random.Random(5)
-    compared = 0
+    compared = crossing = 0
     for session_id, group in events.groupby(names.SESSION_ID):
-        if set(group["day"]) != {LAST} or session_id not in gold.index or f"{session_id}#1" in gold.index:
-            continue  # sessions split by an idle gap or by midnight are batch-only visits
+        days = set(group["day"])
+        if LAST not in days or not days <= {DAYS[-2], LAST}:
+            continue  # not a visit of the snapshot date
+        if session_id not in gold.index or f"{session_id}#1" in gold.index:
+            continue  # sessions split by an idle gap are several visits in batch
+        crossing += len(days) > 1
         records = group.astype(object).where(group.notna(), None).to_dict("records")
         arrivals = records + rng.sample(records, k=min(3, len(records)))  # at-least-once delivery
         rng.shuffle(arrivals)  # out of order
@@ -99,6 +136,7 @@ def test_parity_spark_batch_vs_streaming_fold(built: dict, shop_events: pa.Table
             assert (list(actual) if name == names.SESSION_RECENT_ITEMS else actual) == expected, (session_id, name)
         compared += 1
     assert compared > 20
+    assert crossing > 0  # visits over midnight are folded whole, as the stream folds them
 
 
 def test_quarantine_is_under_the_lake(batch_lake: Lake, built: dict) -> None:
