@@ -122,11 +122,12 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def read_latency(store: Any, n_users: int, n_items: int, reps: int, seed: int = 3) -> dict[str, Any]:
+def read_latency(store: Any, n_users: int, n_items: int, reps: int, warmup: int, seed: int = 3) -> dict[str, Any]:
     """ranking_v1 reads of 1 user + 100 items through Feast and through the reader, in ms.
 
-    Both paths read the same requests, interleaved, after 10 warm-up reads each; every
-    reader result is checked against Feast's.
+    Both paths read the same requests, interleaved, after ``warmup`` untimed reads each (a
+    serving process reads continuously; the reader's conversions warm up); every reader result
+    is checked against Feast's.
     """
     from lambdarec.featurestore.store import get_online_features, online_reader, read_online_features
 
@@ -135,7 +136,7 @@ def read_latency(store: Any, n_users: int, n_items: int, reps: int, seed: int = 
     wall: dict[str, list[float]] = {"feast": [], "reader": []}
     cpu: dict[str, list[float]] = {"feast": [], "reader": []}
     now_ms = int(SNAPSHOT.timestamp() * 1000)
-    for rep in range(reps + 10):
+    for rep in range(reps + warmup):
         user = f"u{rng.integers(0, n_users)}"
         items = [f"i{j}" for j in rng.integers(0, n_items, 100)]
         results = {}
@@ -146,14 +147,17 @@ def read_latency(store: Any, n_users: int, n_items: int, reps: int, seed: int = 
             else:
                 values = read_online_features(reader, user, items, request_time_ms=now_ms)
             elapsed, elapsed_cpu = (time.perf_counter() - started) * 1000, (time.thread_time() - started_cpu) * 1000
-            if rep >= 10:  # warm-up reads excluded
+            if rep >= warmup:
                 wall[path].append(elapsed)
                 cpu[path].append(elapsed_cpu)
             results[path] = values
         assert results["reader"] == results["feast"], "the reader differs from get_online_features"
         assert results["reader"]["user_events_30d"][0] is not None
     paths = ("feast", "reader")
-    return {path: {**_percentiles(wall[path]), "cpu": _percentiles(cpu[path]), "reads": reps} for path in paths}
+    return {
+        path: {**_percentiles(wall[path]), "cpu": _percentiles(cpu[path]), "reads": reps, "warmup_reads": warmup}
+        for path in paths
+    }
 
 
 class _Record:
@@ -313,7 +317,7 @@ def run_backend(env: str, state: Path, args: argparse.Namespace) -> dict[str, An
     settings = load_settings(env, **overrides)
     apply(settings)
     report = materialize(settings, SNAPSHOT - timedelta(days=31), SNAPSHOT + timedelta(seconds=1))
-    latency = read_latency(open_store(settings), args.users, args.items, args.reads)
+    latency = read_latency(open_store(settings), args.users, args.items, args.reads, args.warmup)
     result = {"materialize": report.to_dict(), "ranking_v1_1_user_100_items": latency}
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     print(env, json.dumps(result), flush=True)
@@ -326,6 +330,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--reads", type=int, default=500, help="timed reads per backend")
+    parser.add_argument("--warmup", type=int, default=100, help="untimed reads per backend before them")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "feast.json")
     parser.add_argument("--pusher", action="store_true", help="benchmark the pusher alone (updates 'pusher')")
     parser.add_argument("--rows", type=int, default=50_000, help="pusher: session records")

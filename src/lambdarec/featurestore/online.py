@@ -23,6 +23,7 @@ after an apply that changed a view.
 
 from __future__ import annotations
 
+import copy
 import functools
 import sqlite3
 import threading
@@ -50,8 +51,38 @@ _LISTS = frozenset(
 )
 _KEY_CACHE_SIZE = 200_000
 """Serialized entity keys remembered per feature view (cleared when full)."""
-_MEMO_SIZE = 200_000
-"""Stored values whose Python conversion the SQLite read remembers (cleared when full)."""
+_MEMO_SIZE = 500_000
+"""Stored values (bytes → Python value) the SQLite read remembers; cleared when full (~50 MB at most)."""
+
+
+@functools.cache
+def _scalar_types() -> frozenset[ValueType]:
+    """Types whose Python values are immutable (rows may share them)."""
+    from feast.value_type import ValueType
+
+    return frozenset(
+        {
+            ValueType.INT32,
+            ValueType.INT64,
+            ValueType.FLOAT,
+            ValueType.DOUBLE,
+            ValueType.STRING,
+            ValueType.BYTES,
+            ValueType.BOOL,
+            ValueType.UNIX_TIMESTAMP,
+        }
+    )
+
+
+def _own(value: Any) -> Any:
+    """A copy of a mutable value (each row of a response owns its lists, as Feast's are)."""
+    if value is None:
+        return None
+    if type(value) is list:
+        return list(value)
+    if type(value) is set:
+        return set(value)
+    return copy.deepcopy(value)
 
 
 @functools.cache
@@ -88,6 +119,18 @@ def value_to_python(value: ValueProto, feature_type: ValueType | None = None) ->
     from feast.type_map import feast_value_type_to_python_type
 
     return feast_value_type_to_python_type(value, feature_type)
+
+
+def _fast_value(value: ValueProto, feature_type: ValueType | None) -> Any:
+    """:func:`value_to_python` for a type without a special conversion (see ``_slow_types``)."""
+    kind = value.WhichOneof("val")
+    if kind is None:
+        return None
+    if kind in _SCALARS:
+        return getattr(value, kind)
+    if kind in _LISTS:
+        return list(getattr(value, kind).val)
+    return value_to_python(value, feature_type)
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -131,8 +174,6 @@ class _ViewRead:
     join_keys: tuple[str, ...]
     features: tuple[str, ...]
     """Features read: the service's plus those its on-demand views take as input."""
-    returned: tuple[str, ...]
-    """Features the service returns from this view."""
     types: dict[str, ValueType]
     keys: dict[tuple[Any, ...], bytes]
     """Serialized entity key of each join-key tuple seen (Feast's serialization)."""
@@ -179,7 +220,7 @@ class OnlineFeatureReader:
         odfvs: list[tuple[OnDemandFeatureView, tuple[str, ...]]] = []
         returned: list[tuple[str, str]] = []  # (view name, feature) in the service's order
 
-        def add_view(view: FeatureView, features: Iterable[str], returns: bool) -> None:
+        def add_view(view: FeatureView, features: Iterable[str]) -> None:
             if getattr(view.projection, "version_tag", None) is not None:
                 raise NotImplementedError(f"{view.name}: versioned feature view reads are not supported")
             if view.projection.join_key_map:
@@ -190,7 +231,6 @@ class OnlineFeatureReader:
                     view=view,
                     join_keys=tuple(column.name for column in view.entity_columns),
                     features=(),
-                    returned=(),
                     types={f.name: f.dtype.to_value_type() for f in view.features},
                     keys={},
                 )
@@ -198,8 +238,6 @@ class OnlineFeatureReader:
             for feature in features:
                 if feature not in entry.features:
                     entry.features += (feature,)
-                if returns and feature not in entry.returned:
-                    entry.returned += (feature,)
 
         for projection in service.feature_view_projections:
             resolved = registry.get_any_feature_view(projection.name, project)
@@ -212,15 +250,20 @@ class OnlineFeatureReader:
                 returned += [(odfv.projection.name_to_use(), n) for n in names]
                 for source in odfv.source_feature_view_projections.values():
                     source_view = registry.get_feature_view(source.name, project)
-                    add_view(source_view.with_projection(_copy(source)), [f.name for f in source.features], False)
+                    add_view(source_view.with_projection(_copy(source)), [f.name for f in source.features])
             elif isinstance(resolved, FeatureView):
                 view = resolved.with_projection(_copy(projection))
                 names = tuple(f.name for f in projection.features)
-                add_view(view, names, True)
+                add_view(view, names)
                 returned += [(view.projection.name_to_use(), n) for n in names]
             else:
                 raise NotImplementedError(f"{projection.name}: {type(resolved).__name__} is not supported")
 
+        seen: dict[str, str] = {}
+        for view_name, feature in returned:
+            if feature in seen:
+                raise ValueError(f"{feature} is in both {seen[feature]} and {view_name} (Feast refuses it too)")
+            seen[feature] = view_name
         join_keys: dict[str, ValueType] = {}
         for entry in views.values():
             for entity_name in entry.view.entities:
@@ -300,13 +343,15 @@ class OnlineFeatureReader:
             if key not in unique:
                 unique[key] = len(unique)
         values = self._fetch(entry, list(unique))
+        missing = [None] * len(entry.features)
+        found = [v if v is not None else missing for v in values]
+        per_row = [found[unique[key]] for key in rows]
+        columns = list(zip(*per_row, strict=True)) if per_row else [() for _ in entry.features]
         out: dict[str, list[Any]] = {}
-        slot = [unique[key] for key in rows]
         for f_index, feature in enumerate(entry.features):
-            per_entity = [v[f_index] if v is not None else None for v in values]
-            column = [per_entity[s] for s in slot]
-            if any(isinstance(v, list) for v in per_entity):
-                column = [list(v) if isinstance(v, list) else v for v in column]  # own list per row, as Feast
+            column = list(columns[f_index])
+            if entry.types.get(feature) not in _scalar_types():
+                column = [_own(v) for v in column]  # each row its own list, as Feast's conversion gives
             out[feature] = column
         return out
 
@@ -358,9 +403,12 @@ class OnlineFeatureReader:
         position = {key: i for i, key in enumerate(serialized)}
         n_features = len(entry.features)
         slow = _slow_types()
-        # feature name → (index, fast): fast when Feast's converter returns the proto's own value.
-        index = {f: (i, t not in slow) for i, (f, t) in enumerate(zip(entry.features, types, strict=True))}
-        found: list[list[Any] | None] = [None] * len(serialized)
+        index = {feature: i for i, feature in enumerate(entry.features)}
+        # Fast features: Feast's converter returns the proto's own value, so equal bytes give
+        # equal values and the conversion of each stored value is remembered (``memo``).
+        fast = [t not in slow for t in types]
+        # A missing entity and a missing feature both read as None, as in Feast's response.
+        found: list[list[Any] | None] = [[None] * n_features for _ in serialized]
         sql = (
             f"SELECT entity_key, feature_name, value FROM {self._tables[entry.view.projection.name_to_use()]} "
             f"WHERE entity_key IN ({','.join('?' * len(serialized))})"
@@ -372,32 +420,16 @@ class OnlineFeatureReader:
         with self._lock:
             rows = self._connection().execute(sql, serialized).fetchall()
         for key, feature, blob in rows:
-            spec = index.get(feature)
-            if spec is None:
+            f_index = index.get(feature)
+            if f_index is None:
                 continue
-            f_index, fast = spec
-            e_index = position[key]
-            current = found[e_index]
-            if current is None:
-                current = found[e_index] = [None] * n_features
-            if fast:
-                # Equal bytes parse to equal values: remember the conversion of each stored value.
+            if fast[f_index]:
                 value = memo.get(blob, memo)
                 if value is memo:
-                    proto = parse(blob)
-                    kind = proto.WhichOneof("val")
-                    if kind is None:
-                        value = None
-                    elif kind in _SCALARS:
-                        value = getattr(proto, kind)
-                    elif kind in _LISTS:
-                        value = list(getattr(proto, kind).val)
-                    else:
-                        value = value_to_python(proto, types[f_index])
-                    memo[blob] = value
-                current[f_index] = value
+                    value = memo[blob] = _fast_value(parse(blob), types[f_index])
             else:
-                current[f_index] = value_to_python(parse(blob), types[f_index])
+                value = value_to_python(parse(blob), types[f_index])
+            found[position[key]][f_index] = value  # type: ignore[index]
         return found
 
     def _connection(self) -> sqlite3.Connection:
@@ -446,6 +478,4 @@ class OnlineFeatureReader:
 
 
 def _copy(projection: Any) -> Any:
-    import copy
-
     return copy.copy(projection)
