@@ -357,11 +357,10 @@ class OnlineFeatureReader:
 
     def _entity_key(self, entry: _ViewRead, key: tuple[Any, ...]) -> Any:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.type_map import python_values_to_proto_values
 
-        values = [
-            python_values_to_proto_values([v], self._join_keys[k])[0] for k, v in zip(entry.join_keys, key, strict=True)
-        ]
+        from lambdarec.featurestore.push import to_protos
+
+        values = [to_protos([v], self._join_keys[k])[0] for k, v in zip(entry.join_keys, key, strict=True)]
         return EntityKey(join_keys=list(entry.join_keys), entity_values=values)
 
     def _serialize(self, entry: _ViewRead, key: tuple[Any, ...]) -> bytes:
@@ -384,17 +383,15 @@ class OnlineFeatureReader:
         if not self._direct_sqlite:
             protos = [self._entity_key(entry, key) for key in unique]
             read = self._online_store.online_read(self.store.config, entry.view, protos, list(entry.features))
+            slow = _slow_types()
+            pairs = zip(entry.features, types, strict=True)
+            convert = [(f, t, value_to_python if t in slow else _fast_value) for f, t in pairs]
             out: list[list[Any] | None] = []
             for _, data in read:
                 if data is None:
                     out.append(None)
                     continue
-                out.append(
-                    [
-                        value_to_python(data[f], t) if f in data else None
-                        for f, t in zip(entry.features, types, strict=True)
-                    ]
-                )
+                out.append([to_python(data[f], t) if f in data else None for f, t, to_python in convert])
             return out
 
         from feast.protos.feast.types.Value_pb2 import Value
