@@ -91,7 +91,8 @@ def run_batch(
     Args:
         settings: The environment (Kafka address, state folder, Feast config).
         ingest: Read the next Kafka offset range into bronze first.
-        dates: Event dates to (re)build in silver; default: those the ingest touched, or all in bronze.
+        dates: Event dates to (re)build in silver; default: those the ingest touched and the day
+            after each (its visits are numbered over the touched day), or all in bronze.
         gold_days: Gold snapshots for the latest this many dates (≥ 2 so the last date's training
             examples have the previous day's features).
         training: Build the training sets of the latest date through Feast.
@@ -124,6 +125,11 @@ def run_batch(
             touched = sorted(bronze.by_date)
         else:
             touched = []
+        if touched:
+            # Silver of a date is sessionized over the day before too: new records of a date can
+            # change the visits of the next one, so that date is rebuilt as well.
+            following = {(parse_date(d) + timedelta(days=1)).isoformat() for d in touched}
+            touched = sorted(set(touched) | (following & set(bronze_dates(lake))))
         todo = dates or touched or bronze_dates(lake)
         started = time.monotonic()
         with out.status(f"silver: cleaning and sessionizing {len(todo)} dates..."):
