@@ -10,14 +10,15 @@ worker only builds dead letters, which are rare). With event-time semantics:
 * event time from ``event_time`` with bounded out-of-orderness watermarks; events behind the
   watermark are still folded into the session and user features (those folds do not depend on
   the order) and are counted as late;
-* duplicates by ``event_id`` are dropped (first one kept), then per session: the latest 20 items
+* duplicates by ``event_id`` count once (``COUNT(DISTINCT event_id)``); per session: the latest 20 items
   in event-time order, counts per event type, distinct categories, first and last event time and
   dwell — the same features, names and rules as :mod:`lambdarec.features.session`, which the
   batch layer folds; the latest items come from the ``RECENT_ITEMS`` aggregate (``udf/``, Java),
   which orders by (event time, event id) like the Python fold;
 * per user: the latest items across sessions (``RECENT_ITEMS`` again), to ``features.user``;
-* per item: trending counts over a sliding event-time window (10 min sliding by 1 min), to
-  ``features.item`` (a window is emitted when the watermark passes its end);
+* per item: trending counts over a sliding event-time window (10 min sliding by 1 min) for the
+  top items of each window (``--trending-top``), to ``features.item`` (a window is emitted when
+  the watermark passes its end);
 * checkpoints (exactly-once state, retained on cancellation) so that a killed job restarts from
   its latest checkpoint with ``--restore latest``.
 
@@ -172,7 +173,6 @@ def job_statements(args: argparse.Namespace) -> list[str]:
             kafka_partition INT METADATA FROM 'partition' VIRTUAL,
             kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
             ts AS TO_TIMESTAMP_LTZ(COALESCE(EVENT_TIME_OF(payload), 0), 3),
-            proc AS PROCTIME(),
             WATERMARK FOR ts AS ts - INTERVAL '{out_of_order_s:.3f}' SECOND
         ) WITH (
             'connector' = 'kafka', 'topic' = '{args.source_topic}', {kafka},
@@ -211,29 +211,28 @@ def job_statements(args: argparse.Namespace) -> list[str]:
             "source_event_ms BIGINT, emitted_ms BIGINT",
         ),
         """CREATE TEMPORARY VIEW checked AS SELECT
-            payload, kafka_partition, kafka_offset, ts, proc, c.valid AS valid,
+            payload, kafka_partition, kafka_offset, ts, c.valid AS valid,
             COALESCE(ts < CURRENT_WATERMARK(ts), FALSE) AS is_late,
             c.event_id, c.session_id, c.user_id, c.item_id, c.event_type, c.category,
             c.event_time AS event_ms
         FROM clicks_source, LATERAL TABLE(PARSE_CLICK(payload)) AS c""",
-        # Keep the first delivery of each event id (proctime order: an append-only result).
-        """CREATE TEMPORARY VIEW events AS SELECT * FROM (
-            SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY proc ASC) AS delivery
-            FROM checked WHERE valid
-        ) WHERE delivery = 1""",
+        "CREATE TEMPORARY VIEW events AS SELECT * FROM checked WHERE valid",
     ]
-    kind = "CASE WHEN event_type = '{}' THEN 1 ELSE 0 END"
+    # Duplicates (same event_id) count once: every session count is a COUNT(DISTINCT event_id),
+    # whose per-session id set lives and expires with the session; RECENT_ITEMS ignores a
+    # repeated (time, id); MIN / MAX / LAST_VALUE do not care. No separate dedup state.
+    distinct = "COUNT(DISTINCT event_id) FILTER (WHERE {})"
     sessions = f"""SELECT session_id,
             RECENT_ITEMS(event_ms, event_id, item_id, {RECENT_ITEMS}) AS recent,
-            COUNT(*) AS n_events,
-            CAST(SUM({kind.format("view")}) AS BIGINT) AS n_views,
-            CAST(SUM({kind.format("cart")}) AS BIGINT) AS n_carts,
-            CAST(SUM({kind.format("purchase")}) AS BIGINT) AS n_purchases,
+            COUNT(DISTINCT event_id) AS n_events,
+            {distinct.format("event_type = 'view'")} AS n_views,
+            {distinct.format("event_type = 'cart'")} AS n_carts,
+            {distinct.format("event_type = 'purchase'")} AS n_purchases,
             LEAST(COUNT(DISTINCT NULLIF(category, '')), {MAX_TRACKED_CATEGORIES}) AS n_categories,
             MIN(event_ms) AS first_ms, MAX(event_ms) AS last_ms,
             LAST_VALUE(event_ms) AS source_event_ms,
             LAST_VALUE(is_late) AS late,
-            CAST(SUM(CASE WHEN is_late THEN 1 ELSE 0 END) AS BIGINT) AS late_events
+            {distinct.format("is_late")} AS late_events
         FROM events GROUP BY session_id"""
     inserts = [
         """INSERT INTO dlq_sink
@@ -248,11 +247,21 @@ def job_statements(args: argparse.Namespace) -> list[str]:
                 LAST_VALUE(event_ms) AS source_event_ms
             FROM events WHERE CHAR_LENGTH(COALESCE(user_id, '')) > 0 GROUP BY user_id"""
         window = f"INTERVAL '{args.trending_window_min}' MINUTE"
-        items = f"""SELECT item_id, COUNT(*) AS n,
-                EXTRACT(EPOCH FROM window_end) * 1000 AS window_end_ms,
-                MAX(event_ms) AS source_event_ms
+        # COUNT(*), not COUNT(DISTINCT event_id): it lets Flink share one-minute slices between the
+        # ten overlapping windows (each event updates one slice instead of ten windows' id sets).
+        # A duplicate delivery therefore counts twice in trending — a popularity signal, where
+        # that is noise — never in the session and user features. Each window keeps its top
+        # items only: a sliding window emits a row per item and window, ten per long-tail item
+        # seen once, which would cost more than everything else the job does.
+        counts = f"""SELECT item_id, window_start, window_end, COUNT(*) AS n, MAX(event_ms) AS source_event_ms
             FROM TABLE(HOP(TABLE events, DESCRIPTOR(ts), INTERVAL '1' MINUTE, {window}))
             GROUP BY item_id, window_start, window_end"""
+        items = f"""SELECT item_id, n, EXTRACT(EPOCH FROM window_end) * 1000 AS window_end_ms, source_event_ms
+            FROM (
+                SELECT *, ROW_NUMBER() OVER (
+                    PARTITION BY window_start, window_end ORDER BY n DESC, item_id) AS item_rank
+                FROM ({counts})
+            ) WHERE item_rank <= {args.trending_top}"""
         inserts += [
             f"""INSERT INTO user_sink SELECT user_id, recent, source_event_ms, emitted_ms
                 FROM ({_with_emitted_ms(users)})""",
@@ -281,20 +290,25 @@ def job_configuration(args: argparse.Namespace) -> dict[str, str]:
         "execution.checkpointing.storage": "filesystem",
         "execution.checkpointing.dir": Path(args.state_dir, "checkpoints").resolve().as_uri(),
         "execution.checkpointing.num-retained": "3",
-        "state.backend.type": "hashmap",
+        "state.backend.type": args.state_backend,
+        # RocksDB checkpoints only what changed; the heap backend writes its whole state.
+        "execution.checkpointing.incremental": str(args.state_backend == "rocksdb").lower(),
         "rest.port": str(args.rest_port),
         "rest.address": "127.0.0.1",
         "parallelism.default": str(args.parallelism),
         "pipeline.name": JOB_NAME,
-        # No mini-batches: with them the event-id deduplication is no longer insert-only, which
-        # RECENT_ITEMS (no retraction) needs; heap state is cheap per event, and the sinks'
-        # buffers already coalesce the rows of a busy key.
+        # No mini-batches: heap state is cheap per event, and the sinks' buffers already
+        # coalesce the rows of a busy key.
         "table.exec.mini-batch.enabled": "false",
         # A partition without traffic must not hold the watermark back forever.
         "table.exec.source.idle-timeout": "5 s",
         # Session, user and dedup state older than this (processing time) is dropped.
         "table.exec.state.ttl": f"{args.state_ttl_h} h",
         "python.execution-mode": "process",
+        # SQL operators never hold on to input rows: chained operators may pass them on uncopied.
+        "pipeline.object-reuse": "true",
+        # Parallelism 1 by default: a local pre-aggregation before the shuffle would only add work.
+        "table.optimizer.agg-phase-strategy": "ONE_PHASE" if args.parallelism == 1 else "AUTO",
     }
     if args.python_executable:
         # The Python worker (dead letters) must run the interpreter that has pyflink and lambdarec.
@@ -379,14 +393,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="'latest' (newest retained checkpoint under --state-dir, if any) or a checkpoint path.",
     )
-    parser.add_argument("--checkpoint-ms", type=int, default=2000)
+    parser.add_argument(
+        "--checkpoint-ms",
+        type=int,
+        default=10_000,
+        help="Checkpoint interval: a restart reprocesses at most this much (sinks are idempotent upserts).",
+    )
     parser.add_argument("--out-of-orderness-ms", type=int, default=5000)
     parser.add_argument("--trending-window-min", type=int, default=10)
+    parser.add_argument(
+        "--trending-top", type=int, default=1000, help="Items per window written to features.item (the most viewed)."
+    )
     parser.add_argument(
         "--state-ttl-h",
         type=int,
         default=24,
-        help="Drop a session's / user's / event id's state after this many hours without events.",
+        help="Drop a session's / user's state after this many hours without events.",
+    )
+    parser.add_argument(
+        "--state-backend",
+        choices=("hashmap", "rocksdb"),
+        default="hashmap",
+        help="hashmap: fastest, state on the heap (local); rocksdb: state on disk, incremental checkpoints.",
     )
     parser.add_argument("--flush-ms", type=int, default=100, help="Sinks flush the newest row per key this often.")
     parser.add_argument("--flush-rows", type=int, default=5000, help="... or when this many keys are buffered.")

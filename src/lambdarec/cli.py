@@ -109,10 +109,16 @@ def services_up(
 def services_down(
     names: Annotated[list[str] | None, typer.Argument(help="Services to stop (default: all).")] = None,
 ) -> None:
-    """Stop the embedded engines; their data stays for the next `up`."""
+    """Stop the embedded engines (and the speed layer, which needs them); their data stays."""
     from lambdarec.runtime.supervisor import Supervisor
+    from lambdarec.stream.commands import stream_services
 
-    stopped = Supervisor(_settings()).down(names)
+    settings = _settings()
+    stopped = []
+    if not names:
+        # The Flink job and the pusher read Kafka: stop them first (their checkpoints stay).
+        stopped += Supervisor(settings, stream_services(settings, "-")).down()
+    stopped += Supervisor(settings).down(names)
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
@@ -273,8 +279,11 @@ def demo(
     models: Annotated[bool, typer.Option(help="Train, evaluate and register the models; build the item index.")] = True,
     train_budget: Annotated[float, typer.Option(help="Seconds of model training in the demo.")] = 120.0,
     batch: Annotated[
-        bool, typer.Option(help="Also run the batch layer: Kafka → bronze → silver → gold → Feast (minutes).")
-    ] = False,
+        bool, typer.Option(help="Run the batch layer: Kafka → bronze → silver → gold → Feast (minutes).")
+    ] = True,
+    stream: Annotated[
+        bool, typer.Option(help="Run the speed layer (Flink + pusher) and show live session features online.")
+    ] = True,
 ) -> None:
     """Run the main job on embedded defaults: services up, a dataset replayed into Kafka, a summary."""
     from lambdarec.demo import run_demo
@@ -292,6 +301,7 @@ def demo(
             train_models=models,
             train_budget_s=train_budget,
             run_batch=batch,
+            run_stream=stream,
         )
     except (ValueError, FileNotFoundError, RuntimeServiceError) as err:
         raise _fail(str(err)) from None

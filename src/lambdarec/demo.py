@@ -147,6 +147,7 @@ class DemoSummary:
     services: list[dict[str, Any]] = field(default_factory=list)
     models: dict[str, Any] = field(default_factory=dict)
     batch: dict[str, Any] = field(default_factory=dict)
+    stream: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -166,6 +167,7 @@ class DemoSummary:
             "services": self.services,
             "models": self.models,
             "batch": self.batch,
+            "stream": self.stream,
         }
 
 
@@ -201,7 +203,8 @@ def run_demo(
     keep_running: bool = True,
     train_models: bool = True,
     train_budget_s: float = 120.0,
-    run_batch: bool = False,
+    run_batch: bool = True,
+    run_stream: bool = True,
 ) -> DemoSummary:
     """Start the engines, replay a dataset, show the dead-letter path, summarize.
 
@@ -214,8 +217,11 @@ def run_demo(
         keep_running: Leave the services up for `lambdarec services status` and further work.
         train_models: Train, evaluate and register both models and build the item index.
         train_budget_s: Training-time budget of the models stage.
-        run_batch: Also run the batch layer (Kafka → bronze → silver → gold → Feast). Off by
-            default until its silver stage is fast enough (minutes at 200k events today).
+        run_batch: Run the batch layer on the replayed events (Kafka → bronze → silver → gold →
+            Feast offline store → materialize to the online store).
+        run_stream: Run the speed layer (Flink job + pusher into the Feast online store) while
+            the dataset is replayed, then publish a few live sessions and show their online
+            features changing as their events arrive.
 
     Returns:
         The summary (also written to ``<state_dir>/demo/summary.json``).
@@ -231,6 +237,16 @@ def run_demo(
     with out.status("starting Kafka (KRaft), Milvus and MLflow...") as spinner:
         supervisor.up(on_event=lambda name, message: spinner.update(f"{name}: {message}"))
     try:
+        stream: dict[str, Any] = {}
+        if run_stream:
+            from lambdarec.events.admin import kafka_bootstrap as bootstrap_of
+            from lambdarec.stream.demo import start_speed_layer
+
+            out.rule("[bold]1b. speed layer: Flink job + pusher into the Feast online store")
+            with out.status("applying the Feast definitions, starting the Flink job (~30 s)..."):
+                started = start_speed_layer(settings, bootstrap_of(settings))
+            for status in started:
+                out.print(f"  {status.name}: {status.state} {status.endpoint or ''}")
         out.rule("[bold]2. dataset")
         spec = dataset or synthetic_dataset(settings, synthetic_events, console)
         out.print(f"replaying [bold]{spec}[/]")
@@ -247,6 +263,14 @@ def run_demo(
                 rejection = publisher.publish(raw, origin={"demo": "malformed example"})
                 verdict = rejection.describe() if rejection else "accepted"
                 out.print(f"  {raw!r:.70} → [yellow]{verdict}[/]")
+
+        if run_stream:
+            from lambdarec.stream.commands import stream_report
+            from lambdarec.stream.demo import run_live_sessions
+
+            out.rule("[bold]4b. live shoppers: session features change online as events arrive")
+            stream["live_sessions"] = run_live_sessions(settings, bootstrap, console=console)
+            stream["report"] = stream_report(settings)
 
         batch: dict[str, Any] = {}
         if run_batch:
@@ -273,6 +297,7 @@ def run_demo(
             services=[{"name": s.name, "state": s.state, "endpoint": s.endpoint, "pid": s.pid} for s in statuses],
             models=models,
             batch=batch,
+            stream=stream,
         )
         out.rule("[bold]6. summary")
         table = Table(show_header=True)
@@ -298,6 +323,9 @@ def run_demo(
         return summary
     finally:
         if not keep_running:
+            from lambdarec.stream.commands import stream_services
+
+            Supervisor(settings, stream_services(settings, "-")).down()
             supervisor.down()
 
 

@@ -65,6 +65,25 @@ def test_demo_trains_registers_and_indexes_the_models(demo_state: Path) -> None:
     assert {"most-popular", "item-kNN", "session-kNN"} <= methods
 
 
+def test_demo_runs_the_batch_layer_into_the_online_store(demo_state: Path) -> None:
+    batch = json.loads((demo_state / "demo" / "summary.json").read_text())["batch"]
+    assert {"bronze", "silver", "gold"} <= set(batch["stages_s"])
+    assert batch["bronze"]["records"] > 19_000
+    assert sum(batch["materialize"]["rows"].values()) > 0
+
+
+def test_demo_shows_live_session_features_changing_online(demo_state: Path) -> None:
+    stream = json.loads((demo_state / "demo" / "summary.json").read_text())["stream"]
+    assert stream["report"]["job"]["state"] == "healthy"
+    live = stream["live_sessions"]
+    assert len(live) == 3
+    for session, seen in live.items():
+        counts = seen["event_counts_seen"]
+        # Seen online while the events arrived: several distinct, growing counts up to the whole session.
+        assert counts == sorted(counts) and len(counts) >= 2, (session, counts)
+        assert counts[-1] == 8, (session, counts)
+
+
 def test_status_shows_every_service_healthy(demo_state: Path) -> None:
     result = run_cli(demo_state, "services", "status", "--json")
     statuses = json.loads(result.stdout)
