@@ -4,7 +4,9 @@ For each size: the seeded generator writes N events to Parquet; Spark turns them
 records (JSON values with Kafka-like coordinates: the Kafka read itself is measured by
 bench_kafka.py); then silver (all dates) and gold (the last date) run as in production. Peak
 memory is the largest resident set of this process plus its children (the JVM, Python workers),
-sampled every 0.2 s. Writes bench/results/batch.json (or --out):
+sampled every 0.2 s. CPU seconds (user + system of the same process tree) and the machine's load
+average are recorded too: on a shared machine wall time alone says little. Writes
+bench/results/batch.json (or --out):
 
     .venv/bin/python bench/bench_batch.py --events 1000000 10000000
 """
@@ -61,6 +63,18 @@ class PeakMemory:
         """Start a new peak from the current usage."""
         self.peak = self._sample()
 
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of this process tree so far (live processes only)."""
+        me = psutil.Process()
+        total = 0.0
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+
     @property
     def peak_mib(self) -> float:
         """Peak RSS since the last reset, MiB."""
@@ -108,6 +122,7 @@ def run_size(n_events: int, workdir: Path, shuffle_partitions: int, driver_memor
         with PeakMemory() as memory:
             for stage in ("bronze", "silver", "gold"):
                 memory.reset()
+                cpu_before = memory.cpu_s()
                 started = time.perf_counter()
                 if stage == "bronze":
                     detail: Any = {"records": bronze_from_parquet(spark, events_path, lake.bronze)}
@@ -122,13 +137,18 @@ def run_size(n_events: int, workdir: Path, shuffle_partitions: int, driver_memor
                     last = sorted(p.name.split("=")[1] for p in lake.silver.glob("event_date=*"))[-1]
                     detail = build_gold(spark, lake, last).to_dict()
                 seconds = time.perf_counter() - started
+                cpu_s = memory.cpu_s() - cpu_before
                 result["stages"][stage] = {
                     "seconds": round(seconds, 1),
+                    "cpu_s": round(cpu_s, 1),
+                    "load_avg_1m": round(psutil.getloadavg()[0], 1),
                     "peak_rss_mib": round(memory.peak_mib),
                     "detail": detail,
                 }
                 print(
-                    f"{n_events:>11,} events  {stage:<7} {seconds:7.1f} s  peak {memory.peak_mib:,.0f} MiB", flush=True
+                    f"{n_events:>11,} events  {stage:<7} {seconds:7.1f} s  cpu {cpu_s:7.1f} s  "
+                    f"load {psutil.getloadavg()[0]:4.1f}  peak {memory.peak_mib:,.0f} MiB",
+                    flush=True,
                 )
     finally:
         spark.stop()

@@ -67,6 +67,22 @@ def test_visit_features_are_the_shared_fold() -> None:
     assert features[names.SESSION_DISTINCT_CATEGORIES] == 2  # missing categories are not "nan"
 
 
+def test_each_visit_of_a_frame_is_folded_on_its_own() -> None:
+    rng = random.Random(7)
+    rows = [
+        ev(i, rng.choice("abc"), T0 + i * 60_000 * rng.choice([1, 45]), rng.choice(["view", "cart"]), category="x")
+        for i in range(60)
+    ]
+    frame = sessionize_frame(pd.DataFrame(rows)).sample(frac=1, random_state=2)  # any order
+    features = session_feature_frame(frame).set_index(names.SESSION_ID)
+    assert len(features) == frame[SESSION_KEY].nunique() > 3
+    for key, visit in frame.groupby(SESSION_KEY):
+        records = visit.astype(object).where(visit.notna(), None).to_dict("records")
+        expected = fold_session([{**r, names.SESSION_ID: key} for r in records])
+        for name in names.SESSION_FEATURES:
+            assert features.loc[key, name] == expected[name], (key, name)
+
+
 def test_offsets_plan_starts_where_the_ledger_ends() -> None:
     start, end = plan_offsets({"0": 10, "1": 3}, {0: (0, 25), 1: (5, 9), 2: (0, 4)})
     assert start == {"0": 10, "1": 5, "2": 0}  # 1 fell below retention: restart at the low mark
