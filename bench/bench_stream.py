@@ -128,6 +128,21 @@ def pusher_caught_up(bootstrap: str, group: str, topic: str) -> bool:
         consumer.close()
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its children."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
 def wait_until(check: Any, timeout_s: float, what: str) -> None:
     """Poll ``check()`` until true (raises naming ``what`` on timeout)."""
     deadline = time.monotonic() + timeout_s
@@ -205,8 +220,13 @@ def main() -> None:
             up_started = time.monotonic()
             stream.up([job.name])
             running_at = time.monotonic()
+            job_pid = stream.status([job.name])[0].pid
+            assert job_pid is not None
+            cpu_at_running = tree_cpu_s(job_pid)
             watcher.join(1800)
             flink_s = watched["finished_at"] - running_at
+            flink_cpu_s = tree_cpu_s(job_pid) - cpu_at_running
+            load = os.getloadavg()[0]
             wait_until(lambda: pusher_caught_up(bootstrap, group, topics["session"]), 1800, "the pusher")
             online_s = time.monotonic() - running_at
             sample = random.Random(7).sample(sorted(expected), k=min(200, len(expected)))
@@ -220,6 +240,9 @@ def main() -> None:
                 "job_start_s": round(running_at - up_started, 1),
                 "flink_done_s": round(flink_s, 1),
                 "flink_events_per_s": round(args.events / flink_s),
+                "flink_cpu_s": round(flink_cpu_s, 1),
+                "flink_events_per_cpu_s": round(args.events / flink_cpu_s),
+                "load_average_1m_at_end": round(load, 1),
                 "online_done_s": round(online_s, 1),
                 "events_per_s": round(args.events / online_s),
                 "session_rows_on_topic": watched["rows"],

@@ -7,7 +7,14 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from lambdarec.names import CLICKS_DLQ_TOPIC, CLICKS_TOPIC, KAFKA_SERVICE, SESSION_FEATURES_TOPIC
+from lambdarec.names import (
+    CLICKS_DLQ_TOPIC,
+    CLICKS_TOPIC,
+    ITEM_FEATURES_TOPIC,
+    KAFKA_SERVICE,
+    SESSION_FEATURES_TOPIC,
+    USER_FEATURES_TOPIC,
+)
 from lambdarec.runtime.jvm import classpath, java_executable
 from lambdarec.runtime.service import ManagedService
 
@@ -29,7 +36,13 @@ logger.requests.level = WARN
 
 # Topics the pipeline needs; created with these partition counts on first start.
 # The DLQ gets one partition: it is low volume and read in order by humans.
-CORE_TOPICS: dict[str, int | None] = {CLICKS_TOPIC: None, CLICKS_DLQ_TOPIC: 1, SESSION_FEATURES_TOPIC: None}
+CORE_TOPICS: dict[str, int | None] = {
+    CLICKS_TOPIC: None,
+    CLICKS_DLQ_TOPIC: 1,
+    SESSION_FEATURES_TOPIC: None,
+    USER_FEATURES_TOPIC: None,
+    ITEM_FEATURES_TOPIC: None,
+}
 
 
 def new_cluster_id() -> str:

@@ -62,9 +62,11 @@ def start(
         Path | None, typer.Option(help="A standalone Feast repo to push to (default: the project's store).")
     ] = None,
     pusher: Annotated[bool, typer.Option(help="Also start the pusher to the online store.")] = True,
-    checkpoint_ms: Annotated[int, typer.Option(help="Checkpoint interval of the job.")] = 2000,
+    checkpoint_ms: Annotated[
+        int, typer.Option(help="Checkpoint interval of the job (a restart reprocesses at most this much).")
+    ] = 10_000,
     sessions_only: Annotated[
-        bool, typer.Option(help="Only the session features (skip user/item operators: ~5x the throughput).")
+        bool, typer.Option(help="Only the session features (skip the user and item aggregates).")
     ] = False,
 ) -> None:
     """Start the streaming job (restoring from its newest checkpoint) and the pusher."""

@@ -391,7 +391,9 @@ class FeaturePusher:
         if failed:
             time.sleep(1.0)
             return written
-        if messages:
+        if any(m.error() is None for m in messages):
+            # Only real records move offsets (a batch of errors, e.g. a topic not created yet,
+            # has nothing to commit and Kafka would refuse the commit).
             self._consumer.commit(asynchronous=False)
         return written
 
