@@ -264,14 +264,6 @@ def run_demo(
                 verdict = rejection.describe() if rejection else "accepted"
                 out.print(f"  {raw!r:.70} → [yellow]{verdict}[/]")
 
-        if run_stream:
-            from lambdarec.stream.commands import stream_report
-            from lambdarec.stream.demo import run_live_sessions
-
-            out.rule("[bold]4b. live shoppers: session features change online as events arrive")
-            stream["live_sessions"] = run_live_sessions(settings, bootstrap, console=console)
-            stream["report"] = stream_report(settings)
-
         batch: dict[str, Any] = {}
         if run_batch:
             from lambdarec.batch.pipeline import run_batch_stage
@@ -287,6 +279,16 @@ def run_demo(
             # The models read the dataset that was replayed (same adapter, same events), not
             # the Kafka topic: the batch layer's training sets will replace this input.
             models = run_models_stage(settings, spec, console, train_budget_s=train_budget_s)
+
+        if run_stream:
+            from lambdarec.stream.commands import stream_report
+            from lambdarec.stream.demo import run_live_sessions
+
+            # Last, so the batch layer and the models saw the replayed dataset alone (these
+            # shoppers are "now"; the dataset may be historical).
+            out.rule("[bold]5b. live shoppers: session features change online as events arrive")
+            stream["live_sessions"] = run_live_sessions(settings, bootstrap, console=console)
+            stream["report"] = stream_report(settings)
 
         sizes = {topic: topic_size(bootstrap, topic) for topic in (CLICKS_TOPIC, CLICKS_DLQ_TOPIC)}
         statuses = supervisor.status()
