@@ -17,8 +17,8 @@ worker only builds dead letters, which are rare). With event-time semantics:
   which orders by (event time, event id) like the Python fold;
 * per user: the latest items across sessions (``RECENT_ITEMS`` again), to ``features.user``;
 * per item: trending counts over a sliding event-time window (10 min sliding by 1 min) for the
-  top items of each window (``--trending-top``), to ``features.item`` (a window is emitted when
-  the watermark passes its end);
+  items seen at least ``--trending-min-count`` times in it, to ``features.item`` (a window is
+  emitted when the watermark passes its end);
 * checkpoints (exactly-once state, retained on cancellation) so that a killed job restarts from
   its latest checkpoint with ``--restore latest``.
 
@@ -239,7 +239,7 @@ def job_statements(args: argparse.Namespace) -> list[str]:
             SELECT dead_letter_for(payload, kafka_partition, kafka_offset) FROM checked WHERE NOT valid""",
         f"""INSERT INTO session_sink SELECT
             session_id, recent, n_events, n_views, n_carts, n_purchases, n_categories, first_ms, last_ms,
-            (last_ms - first_ms) / 1000.0, source_event_ms, emitted_ms, late, late_events
+            CAST(last_ms - first_ms AS DOUBLE) / 1000, source_event_ms, emitted_ms, late, late_events
         FROM ({_with_emitted_ms(sessions)})""",
     ]
     if not args.sessions_only:
@@ -250,18 +250,15 @@ def job_statements(args: argparse.Namespace) -> list[str]:
         # COUNT(*), not COUNT(DISTINCT event_id): it lets Flink share one-minute slices between the
         # ten overlapping windows (each event updates one slice instead of ten windows' id sets).
         # A duplicate delivery therefore counts twice in trending — a popularity signal, where
-        # that is noise — never in the session and user features. Each window keeps its top
-        # items only: a sliding window emits a row per item and window, ten per long-tail item
-        # seen once, which would cost more than everything else the job does.
-        counts = f"""SELECT item_id, window_start, window_end, COUNT(*) AS n, MAX(event_ms) AS source_event_ms
+        # that is noise — never in the session and user features. Items seen fewer than
+        # --trending-min-count times in a window are not written: a sliding window emits a row
+        # per item and window, ten per long-tail item seen once, which would cost more than
+        # everything else the job does (a Top-N per window costs nearly as much, in sorting).
+        items = f"""SELECT item_id, COUNT(*) AS n, EXTRACT(EPOCH FROM window_end) * 1000 AS window_end_ms,
+                MAX(event_ms) AS source_event_ms
             FROM TABLE(HOP(TABLE events, DESCRIPTOR(ts), INTERVAL '1' MINUTE, {window}))
-            GROUP BY item_id, window_start, window_end"""
-        items = f"""SELECT item_id, n, EXTRACT(EPOCH FROM window_end) * 1000 AS window_end_ms, source_event_ms
-            FROM (
-                SELECT *, ROW_NUMBER() OVER (
-                    PARTITION BY window_start, window_end ORDER BY n DESC, item_id) AS item_rank
-                FROM ({counts})
-            ) WHERE item_rank <= {args.trending_top}"""
+            GROUP BY item_id, window_start, window_end
+            HAVING COUNT(*) >= {args.trending_min_count}"""
         inserts += [
             f"""INSERT INTO user_sink SELECT user_id, recent, source_event_ms, emitted_ms
                 FROM ({_with_emitted_ms(users)})""",
@@ -402,7 +399,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out-of-orderness-ms", type=int, default=5000)
     parser.add_argument("--trending-window-min", type=int, default=10)
     parser.add_argument(
-        "--trending-top", type=int, default=1000, help="Items per window written to features.item (the most viewed)."
+        "--trending-min-count",
+        type=int,
+        default=3,
+        help="Items need this many events in a window to be written to features.item (the long tail is not).",
     )
     parser.add_argument(
         "--state-ttl-h",
