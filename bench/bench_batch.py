@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from bench_common import tree_cpu_s
 
 
 class PeakMemory:
@@ -65,15 +66,7 @@ class PeakMemory:
 
     def cpu_s(self) -> float:
         """User + system CPU seconds of this process tree so far (live processes only)."""
-        me = psutil.Process()
-        total = 0.0
-        for proc in [me, *me.children(recursive=True)]:
-            try:
-                times = proc.cpu_times()
-                total += times.user + times.system
-            except psutil.Error:
-                pass
-        return total
+        return tree_cpu_s()
 
     @property
     def peak_mib(self) -> float:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from bench_common import tree_cpu_s
 from feast import FeatureStore
 
 from lambdarec import names
@@ -128,21 +129,6 @@ def pusher_caught_up(bootstrap: str, group: str, topic: str) -> bool:
         consumer.close()
 
 
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) used so far by a process and its children."""
-    import psutil
-
-    root = psutil.Process(pid)
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
-
 def wait_until(check: Any, timeout_s: float, what: str) -> None:
     """Poll ``check()`` until true (raises naming ``what`` on timeout)."""
     deadline = time.monotonic() + timeout_s
@@ -190,7 +176,13 @@ def main() -> None:
 
             base = int(time.time() * 1000) - 3_600_000
             for i in range(args.events):
-                producer.produce(topics["clicks"], event(i, base + i * 10, "bulk"), key=f"bulk-s{i // PER_SESSION}")
+                value, key = event(i, base + i * 10, "bulk"), f"bulk-s{i // PER_SESSION}"
+                while True:
+                    try:
+                        producer.produce(topics["clicks"], value, key=key)
+                        break
+                    except BufferError:  # the local queue is full: let deliveries drain it
+                        producer.poll(0.05)
                 if i % 10_000 == 0:
                     producer.poll(0)
             producer.flush(60)
