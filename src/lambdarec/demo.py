@@ -287,7 +287,9 @@ def run_demo(
             # Last, so the batch layer and the models saw the replayed dataset alone (these
             # shoppers are "now"; the dataset may be historical).
             out.rule("[bold]5b. live shoppers: session features change online as events arrive")
-            stream["live_sessions"] = run_live_sessions(settings, bootstrap, console=console)
+            live = run_live_sessions(settings, bootstrap, console=console)
+            stream["live_sessions"] = live
+            stream["live_events_published"] = sum(session["published"] for session in live.values())
             stream["report"] = stream_report(settings)
 
         sizes = {topic: topic_size(bootstrap, topic) for topic in (CLICKS_TOPIC, CLICKS_DLQ_TOPIC)}

@@ -104,8 +104,8 @@ def run_live_sessions(
     pusher writes the project's Feast online store, which is polled twice a second.
 
     Returns:
-        Per session: the successive event counts seen online, and the freshness of each change
-        (seconds from the newest event to the moment the poll saw it).
+        Per session: the events published, the successive event counts seen online, and the
+        freshness of each change (seconds from the newest event to the moment the poll saw it).
     """
     import threading
 
@@ -150,4 +150,8 @@ def run_live_sessions(
         on_change=show,
     )
     feeder.join(10)
-    return {sid: {"event_counts_seen": counts[sid], "seconds_old_when_seen": seen_ms[sid]} for sid in session_ids}
+    published = {sid: sum(e["session_id"] == sid for e in events) for sid in session_ids}
+    return {
+        sid: {"published": published[sid], "event_counts_seen": counts[sid], "seconds_old_when_seen": seen_ms[sid]}
+        for sid in session_ids
+    }
