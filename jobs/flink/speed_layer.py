@@ -24,7 +24,7 @@ worker only builds dead letters, which are rare). With event-time semantics:
 
 Sinks are ``upsert-kafka`` keyed by the entity: each row is the full, current snapshot of a key,
 so a re-emission after a restart writes the same values again (idempotent upserts). Every row
-carries ``source_event_ms`` (the event time of the newest event folded in) and ``emitted_ms``
+carries ``source_event_ms`` (the event time of the latest event to arrive for the key) and ``emitted_ms``
 (processing time) so the pusher can measure freshness.
 
 Run locally (mini-cluster)::
@@ -299,7 +299,7 @@ def job_configuration(args: argparse.Namespace) -> dict[str, str]:
         "table.exec.mini-batch.enabled": "false",
         # A partition without traffic must not hold the watermark back forever.
         "table.exec.source.idle-timeout": "5 s",
-        # Session, user and dedup state older than this (processing time) is dropped.
+        # Session and user state (with their event-id sets) idle this long (processing time) is dropped.
         "table.exec.state.ttl": f"{args.state_ttl_h} h",
         "python.execution-mode": "process",
         # SQL operators never hold on to input rows: chained operators may pass them on uncopied.
