@@ -153,7 +153,16 @@ def read_latency(store: Any, n_users: int, n_items: int, reps: int, warmup: int,
             results[path] = values
         assert results["reader"] == results["feast"], "the reader differs from get_online_features"
         assert results["reader"]["user_events_30d"][0] is not None
-    paths = ("feast", "reader")
+    # Then the reader alone, as a serving process uses it: no Feast call between two reads
+    # evicting its caches (the interleaved figures above are the pessimistic ones).
+    for _ in range(reps):
+        user = f"u{rng.integers(0, n_users)}"
+        items = [f"i{j}" for j in rng.integers(0, n_items, 100)]
+        started, started_cpu = time.perf_counter(), time.thread_time()
+        read_online_features(reader, user, items, request_time_ms=now_ms)
+        wall.setdefault("reader_alone", []).append((time.perf_counter() - started) * 1000)
+        cpu.setdefault("reader_alone", []).append((time.thread_time() - started_cpu) * 1000)
+    paths = ("feast", "reader", "reader_alone")
     return {
         path: {**_percentiles(wall[path]), "cpu": _percentiles(cpu[path]), "reads": reps, "warmup_reads": warmup}
         for path in paths
