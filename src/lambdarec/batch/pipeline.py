@@ -22,6 +22,9 @@ from lambdarec.names import (
 )
 from lambdarec.settings import Settings
 
+TRAINING_DAYS = 7
+"""Training sets are (re)built for this many of the latest dates a run processed."""
+
 
 @dataclass
 class BatchSummary:
@@ -95,7 +98,8 @@ def run_batch(
             after each (its visits are numbered over the touched day), or all in bronze.
         gold_days: Gold snapshots for the latest this many dates (≥ 2 so the last date's training
             examples have the previous day's features).
-        training: Build the training sets of the latest date through Feast.
+        training: Build the training sets of the latest :data:`TRAINING_DAYS` dates of the run
+            through Feast (point in time, one partition per date).
         materialize: Load the latest features into the online store.
         shuffle_partitions: Spark shuffle partitions.
         console: Progress output (None: silent).
@@ -157,8 +161,17 @@ def run_batch(
         from lambdarec.batch.training import build_training_sets
 
         started = time.monotonic()
-        with out.status(f"training sets of {last} (point-in-time through Feast)..."):
-            summary.training = build_training_sets(open_store(settings), lake, last).to_dict()
+        # The latest dates of this run, not the latest alone: that one may be the thin tail of
+        # a dataset (a few visits that crossed midnight) and train nothing.
+        days = gold_dates[-TRAINING_DAYS:]
+        store = open_store(settings)
+        with out.status(f"training sets of {days[0]} .. {days[-1]} (point-in-time through Feast)..."):
+            reports = [build_training_sets(store, lake, day) for day in days]
+        summary.training = {
+            "dates": days,
+            "rows": {t: sum(r.rows.get(t, 0) for r in reports) for t in reports[0].rows},
+            "positives": {t: sum(r.positives.get(t, 0) for r in reports) for t in reports[0].positives},
+        }
         summary.stages_s["training sets"] = time.monotonic() - started
     if materialize:
         started = time.monotonic()
