@@ -116,9 +116,16 @@ def test_session_features_equal_the_batch_fold_and_bad_bytes_go_to_the_dlq(
     assert {letter["source"] for letter in letters} == {"flink"}
     assert all(letter["reason"] for letter in letters)
     assert supervisor.status()[0].healthy, "the job must keep running after bad bytes"
-    # Shuffled input behind the 5 s bound is folded all the same, and flagged as late.
+    # An event a minute behind everything seen (so behind the watermark, whenever it was last
+    # emitted) is folded all the same, and counted as late.
+    late_event = {**events[0], "event_id": "a-late", "event_time": base - 60_000, "item_id": "i-late"}
+    produce(stream_topics["source"], [late_event])
+    published.append(late_event)
+    expected = recount(published)
+    wait_for(lambda: matches(kafka_bootstrap, stream_topics["session"], expected), 60, "the late event folded in")
     rows = read_topic(kafka_bootstrap, stream_topics["session"], timeout_s=10)
-    assert any(row["late"] for row in rows)
+    newest = newest_per_session(rows)[late_event["session_id"]]
+    assert newest["late"] and newest["late_events"] >= 1
     assert all(row["source_event_ms"] <= row["emitted_ms"] for row in rows)
     # The user and item outputs run too.
     users = read_topic(kafka_bootstrap, stream_topics["user"], timeout_s=10)
