@@ -37,6 +37,14 @@ ITEM_ID: Final = "item_id"
 # Feature services: versioned contracts between a model and its features ----------------
 RETRIEVAL_FEATURE_SERVICE: Final = "retrieval_v1"
 RANKING_FEATURE_SERVICE: Final = "ranking_v1"
+QUERY_FEATURE_SERVICE: Final = "retrieval_v2"
+"""Query-side inputs of both models (session + user), one row per (session, user) at a moment."""
+CANDIDATE_FEATURE_SERVICE: Final = "ranking_v2"
+"""Candidate-side inputs of the ranker, one row per (user, item) at a moment (request time)."""
+NEIGHBOUR_FEATURE_SERVICE: Final = "neighbours_v1"
+"""Co-purchase / co-view neighbours of the session's items: ranker candidates and features."""
+FALLBACK_FEATURE_SERVICE: Final = "fallback_v1"
+"""Speed-layer signals the recommender's fallbacks read (trending items, a user's latest items)."""
 
 # Model registry ----------------------------------------------------------------------------
 TWO_TOWER_MODEL: Final = "lambdarec-two-tower"

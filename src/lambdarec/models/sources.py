@@ -1,0 +1,169 @@
+"""Where model inputs are read from: the offline store (training) or the online store (serving).
+
+Both sources answer the same three questions with rows of the same feature services, and the
+models turn either answer into arrays with :mod:`lambdarec.models.inputs`:
+
+- :meth:`FeatureSource.query_rows`: ``retrieval_v2`` per (session, user) at a moment;
+- :meth:`FeatureSource.candidate_rows`: ``ranking_v2`` per (user, item) at a moment;
+- :meth:`FeatureSource.neighbour_rows`: ``neighbours_v1`` per item at a moment.
+
+Offline, "at a moment" is Feast's point-in-time join (every value observed at or before it);
+online it is now (the moment only feeds the request-time on-demand features).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from lambdarec import names
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from feast import FeatureStore
+
+    from lambdarec.featurestore.online import OnlineFeatureReader
+
+Columns = dict[str, list[Any]]
+ANONYMOUS = ""
+"""The user key of an anonymous session (no user's features match it, offline or online)."""
+
+
+class FeatureSource(Protocol):
+    """Rows of the model feature services, one per entity row, in the order asked."""
+
+    def query_rows(self, session_ids: Sequence[str], user_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
+        """``retrieval_v2`` rows."""
+        ...
+
+    def candidate_rows(self, user_ids: Sequence[str], item_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
+        """``ranking_v2`` rows."""
+        ...
+
+    def neighbour_rows(self, item_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
+        """``neighbours_v1`` rows."""
+        ...
+
+
+def _user_keys(user_ids: Sequence[Any]) -> list[str]:
+    return [ANONYMOUS if u is None or (isinstance(u, float) and u != u) else str(u) for u in user_ids]
+
+
+class OfflineFeatureSource:
+    """Point-in-time rows from Feast's offline store (``get_historical_features``).
+
+    Args:
+        store: The feature store (its registry must hold the v2 services).
+    """
+
+    def __init__(self, store: FeatureStore) -> None:
+        self.store = store
+        self._services: dict[str, Any] = {}
+
+    def _service(self, name: str) -> Any:
+        if name not in self._services:
+            try:
+                self._services[name] = self.store.get_feature_service(name)
+            except Exception as err:  # FeatureServiceNotFoundException and registry errors
+                raise LookupError(
+                    f"feature service {name!r} is not in the registry: run `lambdarec features apply`"
+                ) from err
+        return self._services[name]
+
+    def _historical(self, service: str, entities: dict[str, list[Any]], moments_ms: Sequence[int]) -> Columns:
+        import pandas as pd
+
+        n = len(moments_ms)
+        if n == 0:
+            return {}
+        frame = pd.DataFrame(entities)
+        frame["event_timestamp"] = pd.to_datetime(pd.Series(list(moments_ms), dtype="int64"), unit="ms", utc=True)
+        frame["_row"] = range(n)
+        result: pd.DataFrame = self.store.get_historical_features(
+            entity_df=frame, features=self._service(service)
+        ).to_df()
+        result = result.sort_values("_row").reset_index(drop=True)
+        if len(result) != n:
+            raise RuntimeError(f"{service}: {n} entity rows in, {len(result)} out (Feast dropped rows)")
+        return _columns(result)
+
+    def query_rows(self, session_ids: Sequence[str], user_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
+        """``retrieval_v2`` as of each moment."""
+        entities = {names.SESSION_ID: [str(s) for s in session_ids], names.USER_ID: _user_keys(user_ids)}
+        return self._historical(names.QUERY_FEATURE_SERVICE, entities, moments_ms)
+
+    def candidate_rows(self, user_ids: Sequence[str], item_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
+        """``ranking_v2`` as of each moment (the moment is also the request time)."""
+        entities = {
+            names.USER_ID: _user_keys(user_ids),
+            names.ITEM_ID: [str(i) for i in item_ids],
+            names.REQUEST_TIME_MS: [int(m) for m in moments_ms],
+        }
+        return self._historical(names.CANDIDATE_FEATURE_SERVICE, entities, moments_ms)
+
+    def neighbour_rows(self, item_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
+        """``neighbours_v1`` as of each moment."""
+        entities: dict[str, list[Any]] = {names.ITEM_ID: [str(i) for i in item_ids]}
+        return self._historical(names.NEIGHBOUR_FEATURE_SERVICE, entities, moments_ms)
+
+
+def _columns(frame: pd.DataFrame) -> Columns:
+    """Frame → columns of Python values (NaN → None, numpy arrays → lists), as the online read returns."""
+    import numpy as np
+
+    out: Columns = {}
+    for name in frame.columns:
+        values = frame[name].tolist()
+        cleaned: list[Any] = []
+        for v in values:
+            if isinstance(v, np.ndarray):
+                cleaned.append(v.tolist())
+            elif isinstance(v, float) and v != v:
+                cleaned.append(None)
+            else:
+                cleaned.append(v)
+        out[name] = cleaned
+    return out
+
+
+class OnlineFeatureSource:
+    """Rows from the online store through :class:`OnlineFeatureReader` (what serving reads).
+
+    Args:
+        store: The feature store (its registry must hold the v2 services).
+    """
+
+    def __init__(self, store: FeatureStore) -> None:
+        from lambdarec.featurestore.online import OnlineFeatureReader
+
+        self.readers: dict[str, OnlineFeatureReader] = {}
+        for service in (names.QUERY_FEATURE_SERVICE, names.CANDIDATE_FEATURE_SERVICE, names.NEIGHBOUR_FEATURE_SERVICE):
+            try:
+                self.readers[service] = OnlineFeatureReader(store, service)
+            except Exception as err:  # FeatureServiceNotFoundException and registry errors
+                raise LookupError(
+                    f"feature service {service!r} is not deployed: run `lambdarec features apply`"
+                ) from err
+
+    def query_rows(self, session_ids: Sequence[str], user_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
+        """``retrieval_v2`` now (``moments_ms`` is not used: the online store holds the latest values)."""
+        rows = {names.SESSION_ID: [str(s) for s in session_ids], names.USER_ID: _user_keys(user_ids)}
+        return self.readers[names.QUERY_FEATURE_SERVICE].read(rows)
+
+    def candidate_rows(self, user_ids: Sequence[str], item_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
+        """``ranking_v2`` now, with ``moments_ms`` as the request time of the pair features."""
+        rows = {
+            names.USER_ID: _user_keys(user_ids),
+            names.ITEM_ID: [str(i) for i in item_ids],
+            names.REQUEST_TIME_MS: [int(m) for m in moments_ms],
+        }
+        return self.readers[names.CANDIDATE_FEATURE_SERVICE].read(rows)
+
+    def neighbour_rows(self, item_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
+        """``neighbours_v1`` now."""
+        return self.readers[names.NEIGHBOUR_FEATURE_SERVICE].read({names.ITEM_ID: [str(i) for i in item_ids]})
+
+    def close(self) -> None:
+        """Close the readers' connections."""
+        for reader in self.readers.values():
+            reader.close()
