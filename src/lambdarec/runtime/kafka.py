@@ -15,8 +15,10 @@ from lambdarec.names import (
     SESSION_FEATURES_TOPIC,
     USER_FEATURES_TOPIC,
 )
+from lambdarec.runtime.exposure import advertised_host
 from lambdarec.runtime.jvm import classpath, java_executable
 from lambdarec.runtime.service import ManagedService
+from lambdarec.runtime.topology import KAFKA
 
 _LOG4J2 = """\
 status = warn
@@ -61,7 +63,7 @@ class KafkaService(ManagedService):
     """A single-node Kafka 4.x cluster in KRaft combined mode."""
 
     name = KAFKA_SERVICE
-    port_names = ("port", "controller_port")
+    port_names = KAFKA.port_names  # ("port", "controller_port")
     startup_timeout_s = 120.0
 
     def configured_ports(self) -> Mapping[str, int]:
@@ -81,12 +83,15 @@ class KafkaService(ManagedService):
     def server_properties(self, ports: Mapping[str, int]) -> str:
         """The broker configuration for the given ports."""
         port, controller = ports["port"], ports["controller_port"]
+        # Loopback unless settings.listen_host opens the client listener; the controller serves this
+        # one broker only and stays on loopback whatever the setting says.
+        host = self.settings.listen_host
         lines = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{controller}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://127.0.0.1:{controller}",
+            "advertised.listeners": f"PLAINTEXT://{advertised_host(host)}:{port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
@@ -152,7 +157,7 @@ class KafkaService(ManagedService):
 
     def endpoint(self, ports: Mapping[str, int]) -> str:
         """The bootstrap servers string."""
-        return f"127.0.0.1:{ports['port']}"
+        return KAFKA.address("127.0.0.1", ports)
 
     def is_healthy(self, ports: Mapping[str, int]) -> bool:
         """True when the broker answers a metadata request."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from lambdarec.names import MILVUS_SERVICE
 from lambdarec.runtime.service import ManagedService
+from lambdarec.runtime.topology import MILVUS
 
 # The component ports of one standalone server, in the names of the wheel's template.
 # Coordinators and nodes talk to each other over gRPC even inside one process, so
@@ -114,8 +115,9 @@ class MilvusService(ManagedService):
     """A Milvus 2.3 standalone server with embedded etcd, RocksMQ and local storage."""
 
     name = MILVUS_SERVICE
-    # "port" is the gRPC/REST port clients use; "http_port" serves /healthz and metrics.
-    port_names = ("port", "http_port", "etcd_port", "etcd_peer_port", *_COMPONENT_PORTS)
+    # The topology's "port" (gRPC/REST, clients) and "http_port" (/healthz, metrics), then the
+    # ports a container keeps inside itself: the embedded etcd's and each component's.
+    port_names = (*MILVUS.port_names, "etcd_port", "etcd_peer_port", *_COMPONENT_PORTS)
     startup_timeout_s = 120.0
     stop_timeout_s = 30.0
 
@@ -259,7 +261,7 @@ class MilvusService(ManagedService):
 
     def endpoint(self, ports: Mapping[str, int]) -> str:
         """The URI for ``pymilvus.MilvusClient(uri=...)``."""
-        return f"http://127.0.0.1:{ports['port']}"
+        return MILVUS.address("127.0.0.1", ports)
 
     def is_healthy(self, ports: Mapping[str, int]) -> bool:
         """True when every component reports healthy and the proxy answers a real request."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lambdarec.names import MLFLOW_SERVICE
 from lambdarec.runtime.service import ManagedService
+from lambdarec.runtime.topology import MLFLOW
 
 
 class MlflowService(ManagedService):
@@ -21,6 +22,7 @@ class MlflowService(ManagedService):
     """
 
     name = MLFLOW_SERVICE
+    port_names = MLFLOW.port_names
     startup_timeout_s = 120.0  # the first start creates the SQLite schema (alembic migrations)
 
     def configured_ports(self) -> Mapping[str, int]:
@@ -69,7 +71,7 @@ class MlflowService(ManagedService):
             "--default-artifact-root",
             "mlflow-artifacts:/",
             "--host",
-            "127.0.0.1",
+            self.settings.listen_host,  # loopback unless the settings open it
             "--port",
             str(ports["port"]),
             "--workers",
@@ -83,14 +85,14 @@ class MlflowService(ManagedService):
         tracking and the registry do not need.
         """
         env = dict(os.environ)
-        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        env.update(MLFLOW.env)  # MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
         # A tracking URI inherited from the caller must not point the server at itself.
         env.pop("MLFLOW_TRACKING_URI", None)
         return env
 
     def endpoint(self, ports: Mapping[str, int]) -> str:
         """The tracking URI for ``mlflow.set_tracking_uri`` / ``MlflowClient``."""
-        return f"http://127.0.0.1:{ports['port']}"
+        return MLFLOW.address("127.0.0.1", ports)
 
     def is_healthy(self, ports: Mapping[str, int]) -> bool:
         """True when ``GET /health`` answers ``OK``."""
