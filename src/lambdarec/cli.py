@@ -189,10 +189,11 @@ app.add_typer(stream_app, name="stream")
 
 # -- models, evaluation and the item index (issue #5) -----------------------------------------
 from lambdarec.index.commands import index_app  # noqa: E402
-from lambdarec.models.commands import evaluate_command, train_command  # noqa: E402
+from lambdarec.models.commands import evaluate_command, models_app, train_command  # noqa: E402
 
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
+app.add_typer(models_app, name="models")
 app.add_typer(index_app, name="index")
 
 

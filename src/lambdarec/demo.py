@@ -276,9 +276,9 @@ def run_demo(
             from lambdarec.models.commands import run_models_stage
 
             out.rule("[bold]5. models: train, evaluate, register, build the item index")
-            # The models read the dataset that was replayed (same adapter, same events), not
-            # the Kafka topic: the batch layer's training sets will replace this input.
-            models = run_models_stage(settings, spec, console, train_budget_s=train_budget_s)
+            # The models learn from the feature store: silver events as targets, every input
+            # read point in time through the feature services serving reads online.
+            models = run_models_stage(settings, console, label=spec, train_budget_s=train_budget_s)
 
         if run_stream:
             from lambdarec.stream.commands import stream_report

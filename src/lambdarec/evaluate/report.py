@@ -61,6 +61,7 @@ class EvaluationResult:
 
 def evaluate_split(
     split: Any,
+    source: Any,
     config: Any = None,
     *,
     dataset: str = "",
@@ -70,6 +71,8 @@ def evaluate_split(
 
     Args:
         split: A :class:`lambdarec.models.data.Split`.
+        source: The :class:`~lambdarec.models.sources.FeatureSource` the split was read from
+            (the ranker reads its candidates' and neighbours' rows there too).
         config: A :class:`lambdarec.models.pipeline.PipelineConfig` (default sizes when None).
         dataset: Label for the report.
         progress: Progress callback for the training loops.
@@ -95,8 +98,8 @@ def evaluate_split(
         )
     started = time.monotonic()
     recommender = TwoStageRecommender(split.catalogue, config)
-    training = recommender.fit(split, progress)
-    items, ranker_metrics, tt_items = recommender.rank(test, k)
+    training = recommender.fit(split.train, source, split.items, progress)
+    items, ranker_metrics, tt_items = recommender.rank(test, source, k)
     seconds = time.monotonic() - started
     rows.append(
         {"method": TWO_TOWER_ROW, **next_item_metrics(tt_items, test.target), "seconds": training["two_tower_train_s"]}
@@ -108,31 +111,6 @@ def evaluate_split(
     beats = {m: all(rows[-1][m] > b[m] for b in baselines) for m in METRIC_COLUMNS}
     result = EvaluationResult(dataset, split.fingerprint, rows, ranker_metrics, dict(split.stats), training, beats)
     return result, recommender
-
-
-def evaluate_dataset(
-    spec: str,
-    out_dir: Path | None = None,
-    *,
-    config: Any = None,
-    test_fraction: float = 0.2,
-    limit: int | None = None,
-    max_test: int = 20_000,
-    progress: Callable[[str, int, int, float], None] | None = None,
-) -> EvaluationResult:
-    """Load a dataset (``<adapter>:<path>``), split it in time, train, evaluate, write JSON + plot.
-
-    Raises:
-        DatasetError: The dataset is empty, too small or unusable (with the minimum it needs).
-    """
-    from lambdarec.models.data import load_events, temporal_split
-
-    events = load_events(spec, limit=limit)
-    split = temporal_split(events, test_fraction=test_fraction, max_test=max_test)
-    result, _ = evaluate_split(split, config, dataset=spec, progress=progress)
-    if out_dir is not None:
-        write_report(result, out_dir)
-    return result
 
 
 def write_report(result: EvaluationResult, out_dir: Path) -> dict[str, Path]:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from lambdarec.features.session import RECENT_ITEMS
-from lambdarec.models.data import DENSE_FEATURES, HISTORY_ITEMS
+from lambdarec.models.inputs import HISTORY_ITEMS, QUERY_DENSE
 
 
 class QueryEncoder(nn.Module):
@@ -48,15 +48,15 @@ def query_input_example(recommender: Any, n: int = 2) -> dict[str, np.ndarray]:
     return {
         "session": session,
         "history": np.zeros((n, HISTORY_ITEMS), np.int64),
-        "dense": np.zeros((n, len(DENSE_FEATURES)), np.float32),
+        "dense": np.zeros((n, len(QUERY_DENSE)), np.float32),
     }
 
 
 def ranker_input_example(recommender: Any, n: int = 2) -> dict[str, np.ndarray]:
     """A small valid input of the DeepFM scorer (for the MLflow signature)."""
-    from lambdarec.models.pipeline import DENSE_RANKING_FEATURES, SPARSE_FIELDS
+    from lambdarec.models.inputs import RANKING_DENSE, SPARSE_FIELDS
 
     return {
         "sparse": np.zeros((n, len(SPARSE_FIELDS)), np.int64),
-        "dense": np.zeros((n, len(DENSE_RANKING_FEATURES)), np.float32),
+        "dense": np.zeros((n, len(RANKING_DENSE)), np.float32),
     }

@@ -1,71 +1,55 @@
 """The two-stage recommender: two-tower retrieval, then DeepFM ranking of the candidates.
 
-Candidates for a query are the two-tower top ``retrieval_k`` (the Milvus ANN search in
-serving) plus the co-occurrence top ``covisit_k`` of the session (the co-purchase
-fallback of the architecture) plus the session's own items (shoppers come back to what
-they viewed). DeepFM ranks their union. The ranker is trained on the candidates of the
-latest training queries: the other candidates are hard negatives.
+Every input comes from the feature services through a :class:`~lambdarec.models.sources.FeatureSource`
+(offline point in time for training and evaluation, online for serving) and is turned into arrays
+by :mod:`lambdarec.models.inputs` — the same calls on both sides.
+
+Candidates of a query are the two-tower top ``retrieval_k`` over the catalogue-wide index (Milvus
+in serving, an exact search here), united with the best ``neighbour_k`` co-view / co-purchase
+neighbours of the session's latest items (the batch layer's ``item_neighbours``) and the session's
+own items. DeepFM ranks the union. The ranker learns on a later window of the training examples
+than retrieval, so its two-tower features look like they will at test time.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from lambdarec.evaluate.baselines import ItemKnn
-from lambdarec.models.data import PAD, Catalogue, DatasetTooSmallError, Examples, Split
+from lambdarec.models.data import DatasetTooSmallError, Examples
 from lambdarec.models.deepfm import DeepFMConfig, DeepFMModel
+from lambdarec.models.inputs import (
+    PAD,
+    RANKING_DENSE,
+    SESSION_POSITIONS,
+    SOURCES,
+    SPARSE_FIELDS,
+    Vocabulary,
+    assemble_candidates,
+    neighbour_scores,
+    seed_items,
+)
+from lambdarec.models.sources import FeatureSource
 from lambdarec.models.two_tower import TwoTowerConfig, TwoTowerModel, validation_cut
 
-SPARSE_FIELDS = (
-    "item",
-    "category",
-    "brand",
-    "price_bucket",
-    "last_item",
-    "last_category",
-    "user_spend_bucket",
-    "session_position",
-    "same_category_as_last",
-    "source",
-)
-"""Sparse fields of the ranker (FM + deep part)."""
-DENSE_RANKING_FEATURES = (
-    "two_tower_score",
-    "two_tower_rank",
-    "co_purchase_score",
-    "log_co_purchase_score",
-    "item_popularity",
-    "price_vs_user_spend",
-    "price_vs_user_spend_known",
-    "session_event_count",
-    "session_view_count",
-    "session_cart_count",
-    "session_purchase_count",
-    "session_distinct_categories",
-    "session_dwell_min",
-    "user_history_length",
-)
-"""Dense features of the ranker; missing values are imputed (unknown price ratio -> 0 plus a flag)."""
-SESSION_POSITIONS = 7
 MIN_RETRIEVAL_EXAMPLES = 40
+SOURCE_TWO_TOWER, SOURCE_NEIGHBOURS, SOURCE_SESSION = 1, 2, 4
 
 
 @dataclass
 class PipelineConfig:
-    """Sizes of the two stages.
+    """Sizes of the two stages (saved in the serving bundle as the candidate settings).
 
     Attributes:
         two_tower: Retrieval model hyper-parameters.
         deepfm: Ranker hyper-parameters.
         retrieval_k: Two-tower candidates per query.
-        covisit_k: Co-occurrence candidates per query.
-        ranker_fraction: Latest share of training examples reserved for the ranker (retrieval and
-            co-occurrence are fitted on the earlier ones).
+        neighbour_k: Co-view / co-purchase candidates per query.
+        ranker_fraction: Latest share of training examples reserved for the ranker.
         ranker_queries: At most this many (latest) ranker-window queries train the ranker.
         negatives: Hard negatives sampled per ranker training query.
     """
@@ -73,225 +57,300 @@ class PipelineConfig:
     two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
     deepfm: DeepFMConfig = field(default_factory=DeepFMConfig)
     retrieval_k: int = 100
-    covisit_k: int = 50
+    neighbour_k: int = 50
     ranker_fraction: float = 0.2
-    ranker_queries: int = 40_000
+    ranker_queries: int = 8_000
     negatives: int = 20
 
 
 @dataclass
-class Candidates:
-    """Candidates per query, (n, C) item indices (0 = empty slot) with their retrieval signals."""
+class CandidatePairs:
+    """Candidates of a batch of queries, flattened: one entry per (query, candidate) pair.
 
-    items: np.ndarray
+    Attributes:
+        query: (m,) the query of each pair (row of the examples).
+        item_ids: (m,) the candidate's item id.
+        two_tower_score: (m,) query · item embedding.
+        two_tower_rank: (m,) rank in the two-tower list over ``retrieval_k`` (1.0 when not retrieved).
+        neighbour: (m, 2) co-view and co-purchase scores.
+        source: (m,) bit set: 1 two-tower, 2 neighbours, 4 the session.
+    """
+
+    query: np.ndarray
+    item_ids: np.ndarray
     two_tower_score: np.ndarray
     two_tower_rank: np.ndarray
+    neighbour: np.ndarray
     source: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.query)
+
+    def subset(self, rows: np.ndarray) -> CandidatePairs:
+        """The pairs at ``rows``."""
+        return CandidatePairs(**{k: getattr(self, k)[rows] for k in self.__dataclass_fields__})
+
+
+def _user_ids(examples: Examples) -> list[str]:
+    return [str(u) for u in examples.user_id]
 
 
 class TwoStageRecommender:
-    """Retrieval + ranking over one catalogue.
+    """Retrieval + ranking over one vocabulary and a catalogue-wide item index.
 
     Args:
-        catalogue: The training catalogue.
+        vocab: The training vocabulary (id maps and content encoders).
         config: Stage sizes and hyper-parameters.
     """
 
-    def __init__(self, catalogue: Catalogue, config: PipelineConfig | None = None) -> None:
-        self.catalogue = catalogue
+    def __init__(self, vocab: Vocabulary, config: PipelineConfig | None = None) -> None:
+        self.vocab = vocab
         self.config = config or PipelineConfig()
-        self.retrieval = TwoTowerModel(catalogue, self.config.two_tower)
-        self.covisit: ItemKnn | None = None
+        self.retrieval = TwoTowerModel(vocab, self.config.two_tower)
         self.field_sizes = [
-            catalogue.n_items,
-            len(catalogue.categories) + 1,
-            len(catalogue.brands) + 1,
-            len(catalogue.price_edges) + 2,
-            catalogue.n_items,
-            len(catalogue.categories) + 1,
-            len(catalogue.price_edges) + 2,
+            vocab.n_items,
+            len(vocab.categories) + 1,
+            len(vocab.brands) + 1,
+            vocab.n_price_buckets,
+            vocab.n_items,
+            len(vocab.categories) + 1,
+            vocab.n_price_buckets,
             SESSION_POSITIONS,
             3,
-            8,
+            SOURCES,
         ]
-        self.ranker = DeepFMModel(self.field_sizes, len(DENSE_RANKING_FEATURES), self.config.deepfm)
-        self.dense_mean = np.zeros(len(DENSE_RANKING_FEATURES), np.float32)
-        self.dense_std = np.ones(len(DENSE_RANKING_FEATURES), np.float32)
-        self.item_vectors: np.ndarray | None = None
+        assert len(self.field_sizes) == len(SPARSE_FIELDS)
+        self.ranker = DeepFMModel(self.field_sizes, len(RANKING_DENSE), self.config.deepfm)
+        self.dense_mean = np.zeros(len(RANKING_DENSE), np.float32)
+        self.dense_std = np.ones(len(RANKING_DENSE), np.float32)
+        self.index_ids: np.ndarray = np.zeros(0, object)
+        self.index_vectors: np.ndarray = np.zeros((0, self.config.two_tower.dim), np.float32)
+        self._index_row: dict[str, int] = {}
         self.timings: dict[str, float] = {}
 
-    # -- candidates and features ------------------------------------------------------------
-    def candidates(self, examples: Examples) -> Candidates:
-        """The union of two-tower, co-occurrence and session candidates of each example."""
-        assert self.covisit is not None and self.item_vectors is not None, "fit first"
-        cfg = self.config
-        tt_items, _ = self.retrieval.recommend(examples, cfg.retrieval_k, self.item_vectors)
-        knn_items = self.covisit.recommend(examples, cfg.covisit_k)
-        stacked = np.concatenate([tt_items, knn_items, examples.session], 1)
-        items = np.sort(stacked, 1)
-        items[:, 1:][items[:, 1:] == items[:, :-1]] = PAD
-        items = -np.sort(-items, 1)  # real items first, empty slots (0) last
-        width = int((items != PAD).sum(1).max(initial=1))
-        items = items[:, :width]
-        queries = self.retrieval.query_embeddings(examples)
-        score = np.einsum("nd,ncd->nc", queries, self.item_vectors[items])
-        rank = np.full(items.shape, float(cfg.retrieval_k), np.float32)
-        source = np.zeros(items.shape, np.int64)
-        for start in range(0, len(items), 1024):
-            block = items[start : start + 1024, :, None]
-            in_tt = block == tt_items[start : start + 1024, None, :]
-            found = in_tt.any(2)
-            rank[start : start + 1024][found] = in_tt.argmax(2)[found]
-            source[start : start + 1024] += found * 1
-            source[start : start + 1024] += (block == knn_items[start : start + 1024, None, :]).any(2) * 2
-            source[start : start + 1024] += (block == examples.session[start : start + 1024, None, :]).any(2) * 4
-        source[items == PAD] = 0
-        return Candidates(items, score.astype(np.float32), rank / cfg.retrieval_k, source)
+    # -- the item index ---------------------------------------------------------------------
+    def build_index(self, item_rows: dict[str, Sequence[Any]]) -> None:
+        """Embed every catalogue item (vocabulary items by id + content, others by content alone).
 
-    def features(self, examples: Examples, cands: Candidates) -> tuple[np.ndarray, np.ndarray]:
-        """Sparse (n, C, F) and dense (n, C, D) ranking features, NaN-free."""
-        assert self.covisit is not None
-        cat = self.catalogue
-        items = cands.items
-        n, c = items.shape
-        last = examples.session[:, -1]
-        sparse = np.zeros((n, c, len(SPARSE_FIELDS)), np.int32)
-        sparse[..., 0] = items
-        sparse[..., 1] = cat.item_category[items]
-        sparse[..., 2] = cat.item_brand[items]
-        sparse[..., 3] = cat.item_price_bucket[items]
-        sparse[..., 4] = last[:, None]
-        sparse[..., 5] = cat.item_category[last][:, None]
-        sparse[..., 6] = cat.price_bucket(examples.user_spend)[:, None]
-        # Steps back in the session where the candidate was last seen (0: not in the session).
-        back = np.zeros((n, c), np.int64)
-        width = examples.session.shape[1]
-        for pos in range(width):
-            hit = (items == examples.session[:, pos : pos + 1]) & (items != PAD)
-            back[hit] = np.minimum(width - pos, SESSION_POSITIONS - 1)
-        sparse[..., 7] = back
-        cand_cat, last_cat = cat.item_category[items], cat.item_category[last][:, None]
-        sparse[..., 8] = np.where((cand_cat == PAD) | (last_cat == PAD), 0, np.where(cand_cat == last_cat, 1, 2))
-        sparse[..., 9] = cands.source
-        co = np.zeros((n, c), np.float32)
-        for start in range(0, n, 512):
-            part = examples.subset(np.arange(start, min(start + 512, n)))
-            scores = self.covisit.scores(part)
-            co[start : start + 512] = np.take_along_axis(scores, items[start : start + 512], 1)
-        price = cat.item_price[items]
-        spend = examples.user_spend[:, None]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.log(price / spend)
-        known = np.isfinite(ratio)
-        dense = np.zeros((n, c, len(DENSE_RANKING_FEATURES)), np.float32)
-        dense[..., 0] = cands.two_tower_score
-        dense[..., 1] = cands.two_tower_rank
-        dense[..., 2] = co
-        dense[..., 3] = np.log1p(10 * co)
-        dense[..., 4] = np.log1p(cat.item_popularity[items])
-        dense[..., 5] = np.where(known, np.clip(ratio, -5, 5), 0.0)
-        dense[..., 6] = known
-        dense[..., 7:] = examples.dense[:, None, :]
-        return sparse, np.nan_to_num(dense, nan=0.0, posinf=0.0, neginf=0.0)
+        Args:
+            item_rows: Columns ``item_id``, ``item_category``, ``item_brand``, ``item_price_mean_30d``
+                of every item the batch layer knows (``ranking_v2`` rows).
+        """
+        ids = np.array([str(i) for i in item_rows["item_id"]], dtype=object)
+        self.index_vectors = self.retrieval.embed_item_inputs(self.vocab.content_inputs(item_rows))
+        self.index_ids = ids
+        self._index_row = {item: row for row, item in enumerate(ids)}
+
+    def item_vectors_of(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Index vectors of items (zeros for items outside the index)."""
+        out = np.zeros((len(item_ids), self.index_vectors.shape[1]), np.float32)
+        rows = np.array([self._index_row.get(str(i), -1) for i in item_ids], np.int64)
+        found = rows >= 0
+        out[found] = self.index_vectors[rows[found]]
+        return out
+
+    # -- candidates -------------------------------------------------------------------------
+    def retrieve(self, examples: Examples, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact two-tower top ``k`` over the index (Milvus answers the same search in serving).
+
+        Returns:
+            ``(rows into the index (n, k), scores (n, k))``, best first.
+        """
+        queries = self.retrieval.query_embeddings(examples)
+        k = min(k, len(self.index_ids))
+        rows, scores = [], []
+        for start in range(0, len(queries), 2048):
+            sims = queries[start : start + 2048] @ self.index_vectors.T
+            part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            part_scores = np.take_along_axis(sims, part, 1)
+            order = np.argsort(-part_scores, axis=1, kind="stable")
+            rows.append(np.take_along_axis(part, order, 1))
+            scores.append(np.take_along_axis(part_scores, order, 1))
+        if not rows:
+            return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+        return np.vstack(rows), np.vstack(scores)
+
+    def candidates(self, examples: Examples, source: FeatureSource) -> CandidatePairs:
+        """The union of two-tower, neighbour and session candidates of each example."""
+        cfg = self.config
+        n = len(examples)
+        moments = examples.time_ms - 1
+        tt_rows, tt_scores = self.retrieve(examples, cfg.retrieval_k)
+        seeds = [seed_items(list(r)) for r in examples.recent_ids]
+        flat = [item for s in seeds for item in s]
+        flat_moments = [int(moments[q]) for q, s in enumerate(seeds) for _ in s]
+        rows = source.neighbour_rows(flat, flat_moments) if flat else {}
+        neighbours = neighbour_scores(seeds, rows) if flat else [{} for _ in range(n)]
+        queries: list[int] = []
+        items: list[str] = []
+        ranks: list[float] = []
+        nb: list[tuple[float, float]] = []
+        sources: list[int] = []
+        for q in range(n):
+            found: dict[str, int] = {}
+            rank_of: dict[str, float] = {}
+            for r, row in enumerate(tt_rows[q]):
+                item = self.index_ids[row]
+                found[item] = found.get(item, 0) | SOURCE_TWO_TOWER
+                rank_of.setdefault(item, r / cfg.retrieval_k)
+            best = sorted(neighbours[q].items(), key=lambda kv: (-(kv[1][0] + kv[1][1]), kv[0]))[: cfg.neighbour_k]
+            for item, _ in best:
+                found[item] = found.get(item, 0) | SOURCE_NEIGHBOURS
+            for item in examples.recent_ids[q]:
+                found[item] = found.get(item, 0) | SOURCE_SESSION
+            for item, bits in found.items():
+                queries.append(q)
+                items.append(item)
+                ranks.append(rank_of.get(item, 1.0))
+                nb.append(neighbours[q].get(item, (0.0, 0.0)))
+                sources.append(bits)
+        query = np.asarray(queries, np.int64)
+        item_ids = np.asarray(items, dtype=object)
+        query_vectors = self.retrieval.query_embeddings(examples)
+        score = np.einsum("md,md->m", query_vectors[query], self.item_vectors_of(items)) if len(items) else np.zeros(0)
+        return CandidatePairs(
+            query=query,
+            item_ids=item_ids,
+            two_tower_score=score.astype(np.float32),
+            two_tower_rank=np.asarray(ranks, np.float32),
+            neighbour=np.asarray(nb, np.float32).reshape(-1, 2),
+            source=np.asarray(sources, np.int64),
+        )
+
+    def features(
+        self, examples: Examples, pairs: CandidatePairs, source: FeatureSource
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Sparse and dense ranker inputs of the pairs (``ranking_v2`` rows, assembled)."""
+        users = _user_ids(examples)
+        moments = examples.time_ms - 1
+        rows = source.candidate_rows(
+            [users[q] for q in pairs.query], list(pairs.item_ids), [int(moments[q]) for q in pairs.query]
+        )
+        return assemble_candidates(
+            examples.queries(),
+            pairs.query.tolist(),
+            list(pairs.item_ids),
+            rows,
+            two_tower_score=pairs.two_tower_score,
+            two_tower_rank=pairs.two_tower_rank,
+            neighbour=pairs.neighbour,
+            source=pairs.source,
+            vocab=self.vocab,
+        )
 
     def _standardise(self, dense: np.ndarray) -> np.ndarray:
         return ((dense - self.dense_mean) / self.dense_std).astype(np.float32)
 
     # -- training ---------------------------------------------------------------------------
-    def fit(self, split: Split, progress: Callable[[str, int, int, float], None] | None = None) -> dict[str, Any]:
+    def fit(
+        self,
+        train: Examples,
+        source: FeatureSource,
+        item_rows: dict[str, Sequence[Any]],
+        progress: Callable[[str, int, int, float], None] | None = None,
+    ) -> dict[str, Any]:
         """Train retrieval on the earlier training examples, then the ranker on the later ones' candidates.
+
+        Args:
+            train: Training examples in time order (targets in the vocabulary or not).
+            source: Where candidate and neighbour rows are read (offline: point in time).
+            item_rows: The catalogue the index holds (see :meth:`build_index`).
+            progress: ``progress(stage, step, total, loss)`` for progress bars.
 
         Returns:
             Training statistics (rows, positives in candidates, seconds per stage).
         """
-        # The ranker learns on a later window than the one retrieval and co-occurrence are fitted
-        # on, so its features look like they will at test time (no pair counts its own session).
-        train = split.train.subset(split.train.target != PAD)
-        window = validation_cut(len(train), self.config.ranker_fraction)
-        if window < MIN_RETRIEVAL_EXAMPLES or len(train) - window < 10:
+        known = train.subset(train.target != PAD)
+        window = validation_cut(len(known), self.config.ranker_fraction)
+        if window < MIN_RETRIEVAL_EXAMPLES or len(known) - window < 10:
             raise DatasetTooSmallError(
-                f"{len(train)} training examples cannot be split into retrieval and ranker windows; "
+                f"{len(known)} training examples cannot be split into retrieval and ranker windows; "
                 f"need at least {MIN_RETRIEVAL_EXAMPLES + 10}"
             )
-        window_ms = int(train.time_ms[window])
         started = time.monotonic()
-        self.retrieval.fit(train.subset(np.arange(window)), progress)
-        self.item_vectors = self.retrieval.item_embeddings()
+        self.retrieval.fit(known.subset(np.arange(window)), progress)
+        self.build_index(item_rows)
         self.timings["two_tower_train_s"] = time.monotonic() - started
         started = time.monotonic()
-        self.covisit = ItemKnn(split.train_events[split.train_events["event_time"] < window_ms], self.catalogue)
-        queries = train.subset(np.arange(window, len(train)))
+        queries = known.subset(np.arange(window, len(known)))
         queries = queries.subset(np.arange(max(0, len(queries) - self.config.ranker_queries), len(queries)))
-        cands = self.candidates(queries)
-        positive = cands.items == queries.target[:, None]
-        has_positive = positive.any(1)
-        queries = queries.subset(has_positive)
-        fields = ("items", "two_tower_score", "two_tower_rank", "source")
-        cands = Candidates(*(getattr(cands, f)[has_positive] for f in fields))
-        positive = positive[has_positive]
-        if len(queries) < 10:
+        pairs = self.candidates(queries, source)
+        positive = pairs.item_ids == queries.target_id[pairs.query]
+        has_positive = np.zeros(len(queries), bool)
+        has_positive[pairs.query[positive]] = True
+        if int(has_positive.sum()) < 10:
             raise DatasetTooSmallError(
-                f"only {len(queries)} training queries have their target among the candidates; "
+                f"only {int(has_positive.sum())} training queries have their target among the candidates; "
                 "too few to train the ranker (need 10)"
             )
-        sparse, dense = self.features(queries, cands)
         rng = np.random.default_rng(self.config.deepfm.seed)
-        rows, cols, labels, weights = [], [], [], []
-        for q in range(len(queries)):
-            valid = np.flatnonzero(cands.items[q] != PAD)
-            pos = valid[positive[q, valid]]
-            neg = valid[~positive[q, valid]]
+        picked: list[np.ndarray] = []
+        order = np.argsort(pairs.query, kind="stable")
+        bounds = np.searchsorted(pairs.query[order], np.arange(len(queries) + 1))
+        for q in np.flatnonzero(has_positive):
+            own = order[bounds[q] : bounds[q + 1]]
+            pos, neg = own[positive[own]], own[~positive[own]]
             if len(neg) > self.config.negatives:
                 neg = rng.choice(neg, self.config.negatives, replace=False)
-            picked = np.concatenate([pos, neg])
-            rows.append(np.full(len(picked), q))
-            cols.append(picked)
-            labels.append(np.r_[np.ones(len(pos)), np.zeros(len(neg))])
-            weights.append(np.r_[np.full(len(pos), queries.weight[q]), np.ones(len(neg))])
-        r, c = np.concatenate(rows), np.concatenate(cols)
-        train_dense = dense[r, c]
-        self.dense_mean = train_dense.mean(0)
-        self.dense_std = np.maximum(train_dense.std(0), 1e-3)
-        self.ranker.fit(
-            sparse[r, c], self._standardise(train_dense), np.concatenate(labels), np.concatenate(weights), progress
-        )
+            picked.append(np.concatenate([pos, np.sort(neg)]))
+        chosen = pairs.subset(np.concatenate(picked))
+        labels = (chosen.item_ids == queries.target_id[chosen.query]).astype(np.float32)
+        weights = np.where(labels > 0, queries.weight[chosen.query], 1.0).astype(np.float32)
+        sparse, dense = self.features(queries, chosen, source)
+        self.dense_mean = dense.mean(0).astype(np.float32)
+        self.dense_std = np.maximum(dense.std(0), 1e-3).astype(np.float32)
+        self.ranker.fit(sparse, self._standardise(dense), labels, weights, progress)
         self.timings["deepfm_train_s"] = time.monotonic() - started
-        # Serving and evaluation use co-occurrence over every training event.
-        self.covisit = ItemKnn(split.train_events, self.catalogue)
         return {
-            "ranker_queries": len(queries),
-            "ranker_rows": len(r),
+            "ranker_queries": int(has_positive.sum()),
+            "ranker_rows": len(chosen),
             "ranker_positive_in_candidates": float(has_positive.mean()),
             **self.timings,
         }
 
     # -- inference --------------------------------------------------------------------------
-    def rank(self, examples: Examples, k: int) -> tuple[np.ndarray, dict[str, float], np.ndarray]:
+    def score(self, examples: Examples, source: FeatureSource) -> tuple[CandidatePairs, np.ndarray]:
+        """Every candidate of every example with the ranker's probability."""
+        pairs = self.candidates(examples, source)
+        if not len(pairs):
+            return pairs, np.zeros(0, np.float32)
+        sparse, dense = self.features(examples, pairs, source)
+        return pairs, self.ranker.predict(sparse, self._standardise(dense))
+
+    def rank(
+        self, examples: Examples, source: FeatureSource, k: int
+    ) -> tuple[np.ndarray, dict[str, float], np.ndarray]:
         """Top ``k`` items per example after ranking, with the ranker's AUC/logloss on the candidates.
 
         Returns:
-            ``(items (n, k), ranker_metrics, two_tower_items (n, k))``.
+            ``(items (n, k), ranker_metrics, two_tower_items (n, k))`` as vocabulary indices (items
+            outside the vocabulary are index 0, a miss for every metric, as for the baselines).
         """
         from lambdarec.evaluate.metrics import log_loss, roc_auc
 
-        cands = self.candidates(examples)
-        sparse, dense = self.features(examples, cands)
-        n, c = cands.items.shape
-        probs = self.ranker.predict(sparse.reshape(n * c, -1), self._standardise(dense.reshape(n * c, -1))).reshape(
-            n, c
-        )
-        valid = cands.items != PAD
-        probs = np.where(valid, probs, -1.0)
-        order = np.argsort(-probs, 1, kind="stable")[:, :k]
-        items = np.take_along_axis(cands.items, order, 1)
-        if items.shape[1] < k:
-            items = np.hstack([items, np.zeros((n, k - items.shape[1]), items.dtype)])
-        labels = (cands.items == examples.target[:, None]) & (examples.target[:, None] != PAD)
+        n = len(examples)
+        pairs, probs = self.score(examples, source)
+        ranked = top_k_ids(pairs, probs, n, k)
+        items = np.stack([self.vocab.codes(r) for r in ranked]) if n else np.zeros((0, k), np.int64)
+        labels = pairs.item_ids == examples.target_id[pairs.query]
+        counts = np.bincount(pairs.query, minlength=n)
         metrics = {
-            "ranker_auc": roc_auc(labels[valid], probs[valid]),
-            "ranker_logloss": log_loss(labels[valid], probs[valid]),
-            "candidate_recall": float(labels.any(1).mean()),
-            "candidates_per_query": float(valid.sum(1).mean()),
+            "ranker_auc": roc_auc(labels, probs) if len(labels) else float("nan"),
+            "ranker_logloss": log_loss(labels, probs) if len(labels) else float("nan"),
+            "candidate_recall": float(np.bincount(pairs.query[labels], minlength=n).clip(0, 1).mean()) if n else 0.0,
+            "candidates_per_query": float(counts.mean()) if n else 0.0,
         }
-        tt_items, _ = self.retrieval.recommend(examples, k, self.item_vectors)
+        tt_rows, _ = self.retrieve(examples, k)
+        tt_items = np.stack([self.vocab.codes(list(self.index_ids[r])) for r in tt_rows]) if n else items
         return items, metrics, tt_items
+
+
+def top_k_ids(pairs: CandidatePairs, probs: np.ndarray, n: int, k: int) -> list[list[str]]:
+    """Per query, its ``k`` best candidate ids by probability (ties: retrieval order), padded with ``""``."""
+    order = np.lexsort((np.arange(len(probs)), -probs, pairs.query))
+    out: list[list[str]] = [[] for _ in range(n)]
+    for row in order:
+        q = int(pairs.query[row])
+        if len(out[q]) < k:
+            out[q].append(str(pairs.item_ids[row]))
+    return [r + [""] * (k - len(r)) for r in out]

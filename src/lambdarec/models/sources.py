@@ -89,12 +89,15 @@ class OfflineFeatureSource:
 
     def query_rows(self, session_ids: Sequence[str], user_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
         """``retrieval_v2`` as of each moment."""
-        entities = {names.SESSION_ID: [str(s) for s in session_ids], names.USER_ID: _user_keys(user_ids)}
+        entities: dict[str, list[Any]] = {
+            names.SESSION_ID: [str(s) for s in session_ids],
+            names.USER_ID: _user_keys(user_ids),
+        }
         return self._historical(names.QUERY_FEATURE_SERVICE, entities, moments_ms)
 
     def candidate_rows(self, user_ids: Sequence[str], item_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
         """``ranking_v2`` as of each moment (the moment is also the request time)."""
-        entities = {
+        entities: dict[str, list[Any]] = {
             names.USER_ID: _user_keys(user_ids),
             names.ITEM_ID: [str(i) for i in item_ids],
             names.REQUEST_TIME_MS: [int(m) for m in moments_ms],
@@ -147,12 +150,15 @@ class OnlineFeatureSource:
 
     def query_rows(self, session_ids: Sequence[str], user_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
         """``retrieval_v2`` now (``moments_ms`` is not used: the online store holds the latest values)."""
-        rows = {names.SESSION_ID: [str(s) for s in session_ids], names.USER_ID: _user_keys(user_ids)}
+        rows: dict[str, list[Any]] = {
+            names.SESSION_ID: [str(s) for s in session_ids],
+            names.USER_ID: _user_keys(user_ids),
+        }
         return self.readers[names.QUERY_FEATURE_SERVICE].read(rows)
 
     def candidate_rows(self, user_ids: Sequence[str], item_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
         """``ranking_v2`` now, with ``moments_ms`` as the request time of the pair features."""
-        rows = {
+        rows: dict[str, list[Any]] = {
             names.USER_ID: _user_keys(user_ids),
             names.ITEM_ID: [str(i) for i in item_ids],
             names.REQUEST_TIME_MS: [int(m) for m in moments_ms],

@@ -22,7 +22,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from lambdarec.features.session import RECENT_ITEMS
-from lambdarec.models.data import DENSE_FEATURES, PAD, Catalogue, Examples
+from lambdarec.models.data import Examples
+from lambdarec.models.inputs import PAD, QUERY_DENSE, Vocabulary
 
 
 @dataclass
@@ -74,7 +75,7 @@ class TwoTower(nn.Module):
         d, h = config.dim, config.hidden
         self.config = config
         self.position = nn.Parameter(torch.zeros(RECENT_ITEMS))
-        self.query_mlp = nn.Sequential(nn.Linear(3 * d + len(DENSE_FEATURES), h), nn.ReLU(), nn.Linear(h, d))
+        self.query_mlp = nn.Sequential(nn.Linear(3 * d + len(QUERY_DENSE), h), nn.ReLU(), nn.Linear(h, d))
         # One id table for both towers: a session item and a candidate live in the same space.
         self.item_ids = nn.Embedding(n_items, d, padding_idx=PAD)
         self.item_category = nn.Embedding(n_categories, d // 2)
@@ -187,7 +188,7 @@ class TwoTowerModel:
         config: Hyper-parameters.
     """
 
-    def __init__(self, catalogue: Catalogue, config: TwoTowerConfig | None = None) -> None:
+    def __init__(self, catalogue: Vocabulary, config: TwoTowerConfig | None = None) -> None:
         self.catalogue = catalogue
         self.config = config or TwoTowerConfig()
         torch.manual_seed(self.config.seed)

@@ -20,6 +20,8 @@ import numpy as np
 
 from lambdarec import names
 
+BUNDLE_ARTIFACT = "bundle"
+"""Artifact folder of a run holding the serving bundle (:mod:`lambdarec.models.bundle`)."""
 EXPERIMENT = "lambdarec-models"
 EMBEDDINGS_ARTIFACT = "index/item_embeddings.npy"
 ITEM_IDS_ARTIFACT = "index/item_ids.json"
@@ -80,6 +82,7 @@ def log_training_run(
     from mlflow.tracking import MlflowClient
 
     from lambdarec.evaluate.report import write_report
+    from lambdarec.models.bundle import save_bundle
     from lambdarec.models.export import DeepFMScorer, QueryEncoder, query_input_example, ranker_input_example
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -89,22 +92,25 @@ def log_training_run(
     _flatten("deepfm", asdict(recommender.config.deepfm), params)
     params.update(
         retrieval_k=recommender.config.retrieval_k,
-        covisit_k=recommender.config.covisit_k,
+        neighbour_k=recommender.config.neighbour_k,
         ranker_fraction=recommender.config.ranker_fraction,
         negatives=recommender.config.negatives,
-        retrieval_feature_service=names.RETRIEVAL_FEATURE_SERVICE,
-        ranking_feature_service=names.RANKING_FEATURE_SERVICE,
+        query_feature_service=names.QUERY_FEATURE_SERVICE,
+        candidate_feature_service=names.CANDIDATE_FEATURE_SERVICE,
+        neighbour_feature_service=names.NEIGHBOUR_FEATURE_SERVICE,
         dataset=dataset,
         dataset_fingerprint=evaluation.fingerprint,
-        n_items=recommender.catalogue.n_items - 1,
+        vocabulary_items=recommender.vocab.n_items - 1,
+        index_items=len(recommender.index_ids),
     )
     with mlflow.start_run(run_name=f"two-stage {dataset.split(':')[0]}") as run:
         mlflow.set_tags(
             {
                 "dataset": dataset,
                 "dataset_fingerprint": evaluation.fingerprint,
-                "retrieval_feature_service": names.RETRIEVAL_FEATURE_SERVICE,
-                "ranking_feature_service": names.RANKING_FEATURE_SERVICE,
+                "feature_services": ",".join(
+                (names.QUERY_FEATURE_SERVICE, names.CANDIDATE_FEATURE_SERVICE, names.NEIGHBOUR_FEATURE_SERVICE)
+            ),
             }
         )
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
@@ -130,13 +136,13 @@ def log_training_run(
             folder = Path(tmp)
             write_report(evaluation, folder / "evaluation")
             mlflow.log_artifacts(str(folder / "evaluation"), "evaluation")
-            index_dir = folder / "index"
-            index_dir.mkdir()
-            assert recommender.item_vectors is not None
-            np.save(index_dir / "item_embeddings.npy", recommender.item_vectors)
-            (index_dir / "item_ids.json").write_text(json.dumps(recommender.catalogue.item_ids))
-            (index_dir / "catalogue.json").write_text(json.dumps(recommender.catalogue.to_dict()))
-            mlflow.log_artifacts(str(index_dir), "index")
+            # The serving bundle: weights, vocabulary, normalisation, feature services, index vectors.
+            save_bundle(
+                recommender,
+                folder / "bundle",
+                extra={"dataset": dataset, "dataset_fingerprint": evaluation.fingerprint, "run_id": run.info.run_id},
+            )
+            mlflow.log_artifacts(str(folder / "bundle"), BUNDLE_ARTIFACT)
         # Pinned explicitly: inferring requirements would load the model in a subprocess.
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}", "lambdarec"]
 
@@ -175,7 +181,9 @@ def log_training_run(
             model_name,
             version,
             "feature_service",
-            names.RETRIEVAL_FEATURE_SERVICE if model_name == names.TWO_TOWER_MODEL else names.RANKING_FEATURE_SERVICE,
+            names.QUERY_FEATURE_SERVICE
+            if model_name == names.TWO_TOWER_MODEL
+            else f"{names.QUERY_FEATURE_SERVICE},{names.CANDIDATE_FEATURE_SERVICE},{names.NEIGHBOUR_FEATURE_SERVICE}",
         )
         if champion:
             client.set_registered_model_alias(model_name, names.CHAMPION_ALIAS, version)
@@ -230,16 +238,29 @@ def promote(tracking_uri: str, two_tower_version: str) -> dict[str, str]:
     return versions
 
 
-def load_item_embeddings(tracking_uri: str, version: str) -> tuple[list[str], np.ndarray]:
-    """Item ids and embeddings logged with two-tower model ``version`` (for ``index build``)."""
+def download_bundle(tracking_uri: str, version: str, dst: Path) -> Path:
+    """Download the serving bundle logged with two-tower model ``version`` into ``dst``.
+
+    Raises:
+        LookupError: The version has no bundle (trained before bundles existed).
+    """
     import mlflow
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
     run_id = client.get_model_version(names.TWO_TOWER_MODEL, version).run_id
     mlflow.set_tracking_uri(tracking_uri)
+    try:
+        folder = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=BUNDLE_ARTIFACT, dst_path=str(dst))
+    except Exception as err:  # MlflowException: no such artifact
+        raise LookupError(f"model version {version} (run {run_id}) has no serving bundle; retrain it") from err
+    return Path(folder)
+
+
+def load_item_embeddings(tracking_uri: str, version: str) -> tuple[list[str], np.ndarray]:
+    """Item ids and embeddings of two-tower model ``version``'s bundle (for ``index build``)."""
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="index", dst_path=tmp))
-        vectors = np.load(folder / "item_embeddings.npy")
-        item_ids = json.loads((folder / "item_ids.json").read_text())
+        folder = download_bundle(tracking_uri, version, Path(tmp))
+        vectors = np.load(folder / "index_vectors.npy")
+        item_ids = json.loads((folder / "index_ids.json").read_text())
     return item_ids, vectors
