@@ -169,9 +169,48 @@ def test_200k_events_stream_in_bounded_memory(tmp_path: Path) -> None:
     assert numpy_peak < 64 * n_events
 
 
+def _longest_idle_ms(frame: pd.DataFrame) -> pd.Series:
+    ordered = frame.sort_values(["session_id", "event_time"])
+    return ordered.groupby("session_id")["event_time"].diff().groupby(ordered["session_id"]).max()
+
+
+def test_default_shop_is_unchanged_by_the_idle_gap_option() -> None:
+    import hashlib
+
+    # Digest of this table as generated before idle_gap_share existed: same ids, same events.
+    table = generate_events_table(5_000, 300, 100, 11)
+    digest = hashlib.sha256(str(table.to_pydict()).encode()).hexdigest()
+    assert digest == "f3bb09588dc876a30b184f4fa14abf8bed2d7cf29bc5926126cf388a6d2480ac"
+
+
+def test_idle_gap_share_makes_sessions_sit_idle_and_keep_their_id(frame: pd.DataFrame) -> None:
+    thirty_min = 30 * 60_000
+    assert (_longest_idle_ms(frame) > thirty_min).mean() < 0.001  # without the option: none (bar a rare checkout)
+    config = GeneratorConfig(idle_gap_share=0.3)
+    idle = generate_events_table(N_EVENTS, N_ITEMS, N_USERS, SEED, config=config).to_pandas()
+    views = idle[idle["event_type"] == "view"].groupby("session_id").size()
+    longest = _longest_idle_ms(idle)[views.index[views >= 2]]
+    assert (longest > thirty_min).mean() == pytest.approx(0.3, abs=0.04)
+    assert longest.max() <= 90 * 60_000
+    # The sessions are the same ones (the idle time moved their later events, split none of them);
+    # the first block is compared whole (the last one is cut to the exact count, by time).
+    assert idle["session_id"].nunique() == frame["session_id"].nunique()
+
+    def first_block_sizes(events: pd.DataFrame) -> list[int]:
+        number = events["session_id"].str.rsplit("-s", n=1).str[1].astype(int)
+        return events[number < GeneratorConfig().block_sessions].groupby(number).size().tolist()
+
+    assert first_block_sizes(idle) == first_block_sizes(frame)
+    funnel = idle.pivot_table(index=["session_id", "item_id"], columns="event_type", values="event_time", aggfunc="min")
+    carted = funnel[funnel["cart"].notna()]
+    assert (carted["view"] <= carted["cart"]).all()
+
+
 def test_config_is_validated() -> None:
     with pytest.raises(ValueError, match="cart_rate"):
         GeneratorConfig(cart_rate=1.5)
+    with pytest.raises(ValueError, match="idle_gap_share"):
+        GeneratorConfig(idle_gap_share=-0.1)
     with pytest.raises(ValueError, match="at least 1"):
         generate_events_table(0, 10, 10, 1)
 

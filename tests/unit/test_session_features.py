@@ -7,7 +7,14 @@ import random
 import pytest
 
 from lambdarec import names
-from lambdarec.features.session import RECENT_ITEMS, fold_session, new_session_state, update_session
+from lambdarec.features.session import (
+    RECENT_ITEMS,
+    SESSION_KEY,
+    fold_session,
+    new_session_state,
+    session_prefix_rows,
+    update_session,
+)
 
 
 def session_events(n: int, session: str = "s1") -> list[dict[str, object]]:
@@ -54,3 +61,48 @@ def test_mixed_sessions_and_empty_input_are_errors() -> None:
         fold_session([])
     with pytest.raises(ValueError, match="s2"):
         fold_session(session_events(2) + session_events(1, session="s2"))
+
+
+def _prefix_of(events: list[dict[str, object]], row: dict[str, object]) -> list[dict[str, object]]:
+    """Every event at or before the row's time (the point-in-time view of the session)."""
+    t = row[names.SESSION_LAST_EVENT_MS]
+    return [e for e in events if int(e["event_time"]) <= t]  # type: ignore[call-overload]
+
+
+def test_prefix_rows_are_the_fold_of_each_prefix_one_per_millisecond() -> None:
+    rng = random.Random(11)
+    events = session_events(60)
+    # Ties: several events of one millisecond (in no meaningful order).
+    for e in rng.sample(events, 15):
+        e["event_time"] = events[rng.randrange(len(events))]["event_time"]
+    arrivals = events + rng.sample(events, 10)  # duplicates
+    rng.shuffle(arrivals)
+    rows = session_prefix_rows(arrivals)
+    times = [r[names.SESSION_LAST_EVENT_MS] for r in rows]
+    assert times == sorted(set(times)) == sorted({e["event_time"] for e in events})  # type: ignore[type-var]
+    assert len(rows) < len(events)  # the ties collapsed
+    for row in rows:
+        assert row == fold_session(_prefix_of(events, row))
+    assert rows[-1] == fold_session(events)
+
+
+def test_prefix_rows_after_a_long_idle_gap_keep_the_session_key() -> None:
+    events = session_events(10)
+    for e in events[5:]:
+        e["event_time"] = int(e["event_time"]) + 75 * 60_000  # type: ignore[call-overload]
+    rows = session_prefix_rows(events)
+    assert SESSION_KEY == names.SESSION_ID
+    assert {r[SESSION_KEY] for r in rows} == {"s1"}  # one session, not two visits
+    assert [r[names.SESSION_EVENT_COUNT] for r in rows] == list(range(1, 11))
+    assert rows[-1][names.SESSION_DWELL_S] == 9.0 + 75 * 60
+
+
+def test_prefix_rows_emit_from_folds_earlier_events_without_rows() -> None:
+    events = session_events(20)
+    cut = int(events[12]["event_time"])  # type: ignore[call-overload]
+    rows = session_prefix_rows(events, emit_from_ms=cut)
+    assert [r[names.SESSION_LAST_EVENT_MS] for r in rows] == [e["event_time"] for e in events[12:]]
+    assert rows[0] == fold_session(events[:13])
+    assert session_prefix_rows([]) == []
+    with pytest.raises(ValueError, match="s2"):
+        session_prefix_rows(session_events(2) + session_events(1, session="s2"))

@@ -25,11 +25,26 @@ def run(
         list[str] | None, typer.Option("--date", help="Event date(s) to rebuild in silver (default: new ones).")
     ] = None,
     ingest: Annotated[bool, typer.Option(help="Read the next Kafka offset range into bronze first.")] = True,
-    gold_days: Annotated[int, typer.Option(help="Gold snapshots for the latest N dates.")] = 2,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="<adapter>:<path> (e.g. uci:data/online_retail.xlsx): write this dataset to bronze "
+            "instead of reading Kafka (the offsets ledger is left alone).",
+        ),
+    ] = None,
+    gold_days: Annotated[int, typer.Option(help="Gold snapshots for the latest N silver dates.")] = 2,
+    gold_date: Annotated[
+        list[str] | None, typer.Option("--gold-date", help="Gold snapshot date(s) to build (instead of --gold-days).")
+    ] = None,
+    gold_all: Annotated[bool, typer.Option("--gold-all", help="Gold snapshots for every silver date.")] = False,
     training: Annotated[bool, typer.Option(help="Build the training sets of the latest date.")] = True,
     materialize: Annotated[bool, typer.Option(help="Load the latest features into the online store.")] = True,
 ) -> None:
-    """Ingest Kafka into bronze, build silver and gold, apply Feast, build training sets, materialize."""
+    """Ingest Kafka (or a dataset) into bronze, build silver and gold, apply Feast, build training sets, materialize.
+
+    Gold for many dates runs as one Spark pass (``--gold-all`` or ``--gold-date`` repeated).
+    """
     from lambdarec.batch.pipeline import run_batch
     from lambdarec.settings import Settings
 
@@ -38,8 +53,9 @@ def run(
     summary = run_batch(
         settings,
         ingest=ingest,
+        dataset=dataset,
         dates=date or None,
-        gold_days=gold_days,
+        gold_days=None if gold_all else (gold_date or gold_days),
         training=training,
         materialize=materialize,
         console=console,

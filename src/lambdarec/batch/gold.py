@@ -1,34 +1,43 @@
-"""Gold: daily feature snapshots over the last 30 days of silver, for one date.
+"""Gold: daily feature snapshots over the last 30 days of silver, for one or many dates in one pass.
 
-Tables (each under ``gold/<table>/date=YYYY-MM-DD``, stamped with :func:`snapshot_time`):
+Tables (each under ``gold/<table>/date=YYYY-MM-DD``):
 
-- ``user_history``: per user, counts per event type, spend, recency, distinct items, visits and
-  the top categories over 30 days;
+- ``user_history``: per user, counts per event type, spend, recency, distinct items, sessions,
+  the top categories and the latest 30 distinct items over 30 days;
 - ``item_stats``: per item, views/carts/purchases and popularity over 1, 7 and 30 days, cart and
-  conversion rates, mean price and category;
+  conversion rates, mean price, category and brand;
 - ``item_neighbours``: "users who bought X also bought Y" (co-purchase, by buyer over 30 days) and
-  co-view (within a visit) — top-K neighbours per item with cosine scores;
-- ``session_features``: the features of each visit of the date (a visit that crossed midnight
-  with all its events), from the shared session fold (the offline side of the
-  ``session_push_source``).
+  co-view (within a session) — top-K neighbours per item with cosine scores;
+- ``session_features``: point-in-time snapshots of the sessions active on the date — one row per
+  event of the date with the session's features after it (the session's events of the date and
+  the day before folded by the shared session fold), stamped with that event's time. The offline
+  side of the ``session_push_source``.
+
+The first three are stamped with :func:`~lambdarec.batch.lake.snapshot_time` (00:00 UTC of the
+next day). :func:`build_gold_range` computes several dates in one Spark job: each event is joined
+to the snapshot dates whose window holds it, and every aggregate is grouped by the snapshot date
+too, so a date's output is the same whatever else is built with it (:func:`build_gold` is the
+range of one date).
 """
 
 from __future__ import annotations
 
+import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from lambdarec import names
-from lambdarec.batch.lake import DAY_MS, Lake, parse_date, snapshot_time, write_json_atomic
+from lambdarec.batch.lake import DAY_MS, Lake, parse_date, write_json_atomic
 from lambdarec.batch.sessions import (
     EVENT_TIMESTAMP,
     FOLD_COLUMNS,
-    SESSION_KEY,
-    session_feature_frame,
-    sessionize,
+    SNAPSHOT_DATE,
+    session_prefix_frame,
 )
+from lambdarec.features.session import SESSION_KEY
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -41,9 +50,13 @@ GOLD_TABLES = (USER_HISTORY, ITEM_STATS, ITEM_NEIGHBOURS, SESSION_FEATURES)
 
 HISTORY_DAYS = 30
 TOP_CATEGORIES = 3
+RECENT_USER_ITEMS = 30
+"""Distinct items in ``user_recent_items_30d`` (each at its latest occurrence, newest last)."""
 NEIGHBOURS_K = 20
 MAX_BASKET = 50
-"""Distinct items per buyer (or visit) that enter the pair count: bounds the quadratic blow-up."""
+"""Distinct items per buyer (or session) that enter the pair count: bounds the quadratic blow-up."""
+SNAPSHOT_MS = "_snapshot_ms"
+"""Epoch ms of a row's snapshot time (00:00 UTC after its snapshot date); internal column."""
 
 
 @dataclass
@@ -65,58 +78,101 @@ def _count_if(condition: Column) -> Column:
     return F.sum(F.when(condition, 1).otherwise(0))
 
 
-def user_history(events: DataFrame, snapshot_ms: int) -> DataFrame:
-    """Per-user 30-day history (``events`` already limited to the window)."""
+def _snapshot_ms(date_col: str = SNAPSHOT_DATE) -> Column:
+    """Epoch ms of 00:00 UTC after the snapshot date (from the day number: no time zone involved)."""
+    from pyspark.sql import functions as F
+
+    return (F.unix_date(F.to_date(F.col(date_col))) + F.lit(1)).cast("long") * F.lit(DAY_MS)
+
+
+def user_history(events: DataFrame) -> DataFrame:
+    """Per-user 30-day history per snapshot date.
+
+    Args:
+        events: Silver events tagged with the snapshot date whose window holds them
+            (:data:`SNAPSHOT_DATE`, :data:`SNAPSHOT_MS`); an event appears once per such date.
+
+    Returns:
+        One row per (snapshot date, user).
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    by = [SNAPSHOT_DATE, names.USER_ID]
     known = events.where(F.col(names.USER_ID).isNotNull())
     kind = F.col("event_type")
-    base = known.groupBy(names.USER_ID).agg(
+    base = known.groupBy(*by).agg(
         F.count("*").alias("user_events_30d"),
         _count_if(kind == "view").alias("user_views_30d"),
         _count_if(kind == "cart").alias("user_carts_30d"),
         _count_if(kind == "purchase").alias("user_purchases_30d"),
         F.coalesce(F.sum(F.when(kind == "purchase", F.col("price"))), F.lit(0.0)).alias("user_spend_30d"),
         F.countDistinct(names.ITEM_ID).alias("user_distinct_items_30d"),
+        # The name predates the one-key rule: it counts the user's sessions (shop session ids).
         F.countDistinct(SESSION_KEY).alias("user_visits_30d"),
         F.max("event_time").alias("user_last_event_ms"),
+        F.first(SNAPSHOT_MS).alias(SNAPSHOT_MS),
     )
     base = base.withColumn(
-        "user_days_since_last_event", (F.lit(snapshot_ms) - F.col("user_last_event_ms")) / F.lit(DAY_MS)
-    )
-    per_category = known.where(F.col("category").isNotNull()).groupBy(names.USER_ID, "category").count()
-    rank = Window.partitionBy(names.USER_ID).orderBy(F.desc("count"), F.asc("category"))
+        "user_days_since_last_event", (F.col(SNAPSHOT_MS) - F.col("user_last_event_ms")) / F.lit(DAY_MS)
+    ).drop(SNAPSHOT_MS)
+    per_category = known.where(F.col("category").isNotNull()).groupBy(*by, "category").count()
+    rank = Window.partitionBy(*by).orderBy(F.desc("count"), F.asc("category"))
     top = (
         per_category.withColumn("rank", F.row_number().over(rank))
         .where(F.col("rank") <= TOP_CATEGORIES)
-        .groupBy(names.USER_ID)
+        .groupBy(*by)
         .agg(F.array_sort(F.collect_list(F.struct("rank", "category"))).alias("ranked"))
-        .select(names.USER_ID, F.transform("ranked", lambda s: s["category"]).alias("user_top_categories"))
+        .select(*by, F.transform("ranked", lambda s: s["category"]).alias("user_top_categories"))
     )
-    return base.join(top, names.USER_ID, "left").withColumn(
-        "user_top_categories", F.coalesce(F.col("user_top_categories"), F.array().cast("array<string>"))
+    # Each item at its latest occurrence, (time, id) breaking ties, so the list is deterministic.
+    latest = known.groupBy(*by, names.ITEM_ID).agg(F.max(F.struct("event_time", "event_id")).alias("last"))
+    newest_first = Window.partitionBy(*by).orderBy(F.desc("last"))
+    recent = (
+        latest.withColumn("rank", F.row_number().over(newest_first))
+        .where(F.col("rank") <= RECENT_USER_ITEMS)
+        .groupBy(*by)
+        .agg(F.array_sort(F.collect_list(F.struct("last", names.ITEM_ID))).alias("ordered"))
+        .select(*by, F.transform("ordered", lambda s: s[names.ITEM_ID]).alias("user_recent_items_30d"))
+    )
+    empty = F.array().cast("array<string>")
+    return (
+        base.join(top, by, "left")
+        .join(recent, by, "left")
+        .withColumn("user_top_categories", F.coalesce(F.col("user_top_categories"), empty))
+        .withColumn("user_recent_items_30d", F.coalesce(F.col("user_recent_items_30d"), empty))
     )
 
 
-def item_stats(events: DataFrame, snapshot_ms: int) -> DataFrame:
-    """Per-item counts, rates and popularity over 1, 7 and 30 days."""
+def item_stats(events: DataFrame) -> DataFrame:
+    """Per-item counts, rates and popularity over 1, 7 and 30 days, per snapshot date.
+
+    Args:
+        events: As for :func:`user_history`.
+
+    Returns:
+        One row per (snapshot date, item).
+    """
     from pyspark.sql import functions as F
 
     kind = F.col("event_type")
     aggs = []
     for days in (1, 7, 30):
-        recent = F.col("event_time") >= snapshot_ms - days * DAY_MS
+        recent = F.col("event_time") >= F.col(SNAPSHOT_MS) - days * DAY_MS
         aggs += [
             _count_if(recent & (kind == "view")).alias(f"item_views_{days}d"),
             _count_if(recent & (kind == "cart")).alias(f"item_carts_{days}d"),
             _count_if(recent & (kind == "purchase")).alias(f"item_purchases_{days}d"),
             _count_if(recent).alias(f"item_popularity_{days}d"),
         ]
-    stats = events.groupBy(names.ITEM_ID).agg(
+    # The latest event (ties by event_id, so reruns agree) names the category and the brand;
+    # the brand only among events that carry one.
+    latest = F.struct("event_time", "event_id")
+    stats = events.groupBy(SNAPSHOT_DATE, names.ITEM_ID).agg(
         *aggs,
         F.avg("price").alias("item_price_mean_30d"),
-        F.max_by("category", "event_time").alias("item_category"),
+        F.max_by("category", latest).alias("item_category"),
+        F.max_by("brand", F.when(F.col("brand").isNotNull(), latest)).alias("item_brand"),
     )
     views = F.greatest(F.col("item_views_30d"), F.lit(1))
     return stats.withColumn("item_cart_rate_30d", F.col("item_carts_30d") / views).withColumn(
@@ -125,39 +181,48 @@ def item_stats(events: DataFrame, snapshot_ms: int) -> DataFrame:
 
 
 def co_occurrence(baskets: DataFrame, basket_col: str, k: int = NEIGHBOURS_K) -> DataFrame:
-    """Top-``k`` neighbours per item from baskets of distinct items, scored by cosine.
+    """Top-``k`` neighbours per item from baskets of distinct items, scored by cosine, per snapshot date.
 
     Args:
-        baskets: Rows ``(basket_col, item_id, event_time)``; a basket is a buyer or a visit.
+        baskets: Rows ``(snapshot date, basket_col, item_id, event_time)``; a basket is a buyer or
+            a session.
         basket_col: The basket column.
         k: Neighbours kept per item.
 
     Returns:
-        ``item_id, neighbours (array<string>), scores (array<double>)``, best first; score =
+        ``date, item_id, neighbours (array<string>), scores (array<double>)``, best first; score =
         baskets with both / sqrt(baskets with X * baskets with Y).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    distinct = baskets.groupBy(basket_col, names.ITEM_ID).agg(F.max("event_time").alias("t"))
-    latest = Window.partitionBy(basket_col).orderBy(F.desc("t"), F.asc(names.ITEM_ID))
+    basket = [SNAPSHOT_DATE, basket_col]
+    distinct = baskets.groupBy(*basket, names.ITEM_ID).agg(F.max("event_time").alias("t"))
+    latest = Window.partitionBy(*basket).orderBy(F.desc("t"), F.asc(names.ITEM_ID))
     capped = distinct.withColumn("r", F.row_number().over(latest)).where(F.col("r") <= MAX_BASKET)
-    left = capped.select(basket_col, F.col(names.ITEM_ID).alias("a"))
-    right = capped.select(basket_col, F.col(names.ITEM_ID).alias("b"))
-    pairs = left.join(right, basket_col).where(F.col("a") != F.col("b")).groupBy("a", "b").count()
-    support = capped.groupBy(names.ITEM_ID).count()
+    left = capped.select(*basket, F.col(names.ITEM_ID).alias("a"))
+    right = capped.select(*basket, F.col(names.ITEM_ID).alias("b"))
+    pairs = left.join(right, basket).where(F.col("a") != F.col("b")).groupBy(SNAPSHOT_DATE, "a", "b").count()
+    support = capped.groupBy(SNAPSHOT_DATE, names.ITEM_ID).count()
     scored = (
-        pairs.join(support.select(F.col(names.ITEM_ID).alias("a"), F.col("count").alias("na")), "a")
-        .join(support.select(F.col(names.ITEM_ID).alias("b"), F.col("count").alias("nb")), "b")
+        pairs.join(
+            support.select(SNAPSHOT_DATE, F.col(names.ITEM_ID).alias("a"), F.col("count").alias("na")),
+            [SNAPSHOT_DATE, "a"],
+        )
+        .join(
+            support.select(SNAPSHOT_DATE, F.col(names.ITEM_ID).alias("b"), F.col("count").alias("nb")),
+            [SNAPSHOT_DATE, "b"],
+        )
         .withColumn("score", F.col("count") / F.sqrt(F.col("na") * F.col("nb")))
     )
-    best = Window.partitionBy("a").orderBy(F.desc("score"), F.desc("count"), F.asc("b"))
+    best = Window.partitionBy(SNAPSHOT_DATE, "a").orderBy(F.desc("score"), F.desc("count"), F.asc("b"))
     return (
         scored.withColumn("rank", F.row_number().over(best))
         .where(F.col("rank") <= k)
-        .groupBy("a")
+        .groupBy(SNAPSHOT_DATE, "a")
         .agg(F.array_sort(F.collect_list(F.struct("rank", "b", "score"))).alias("ranked"))
         .select(
+            SNAPSHOT_DATE,
             F.col("a").alias(names.ITEM_ID),
             F.transform("ranked", lambda s: s["b"]).alias("neighbours"),
             F.transform("ranked", lambda s: F.round(s["score"], 6)).alias("scores"),
@@ -165,23 +230,42 @@ def co_occurrence(baskets: DataFrame, basket_col: str, k: int = NEIGHBOURS_K) ->
     )
 
 
-def item_neighbours(events: DataFrame, k: int = NEIGHBOURS_K) -> DataFrame:
-    """Co-purchase (by buyer: user, or the visit when anonymous) and co-view (by visit) neighbours."""
+def item_neighbours(events: DataFrame, snapshots: DataFrame, k: int = NEIGHBOURS_K) -> DataFrame:
+    """Co-purchase (by buyer: user, or the session when anonymous) and co-view (by session) neighbours.
+
+    Args:
+        events: Silver events of the windows (untagged: a basket's items are reduced to one row
+            per date before they are joined to the snapshot dates, which keeps that join small).
+        snapshots: The snapshot dates (see :func:`_snapshots`).
+        k: Neighbours per item.
+
+    Returns:
+        One row per (snapshot date, item) with co-purchase and co-view neighbours.
+    """
     from pyspark.sql import functions as F
 
     buyer = F.coalesce(F.concat(F.lit("u:"), names.USER_ID), F.concat(F.lit("s:"), SESSION_KEY))
-    bought = events.where(F.col("event_type") == "purchase").select(buyer.alias("basket"), names.ITEM_ID, "event_time")
-    viewed = events.where(F.col("event_type") == "view").select(
-        F.col(SESSION_KEY).alias("basket"), names.ITEM_ID, "event_time"
+
+    def baskets(kind: str, basket: Column) -> DataFrame:
+        daily = (
+            events.where(F.col("event_type") == kind)
+            .groupBy(basket.alias("basket"), names.ITEM_ID, "event_date")
+            .agg(F.max("event_time").alias("event_time"))
+        )
+        return _in_windows(daily, snapshots)
+
+    purchase = co_occurrence(baskets("purchase", buyer), "basket", k).select(
+        SNAPSHOT_DATE,
+        names.ITEM_ID,
+        F.col("neighbours").alias("copurchase_items"),
+        F.col("scores").alias("copurchase_scores"),
     )
-    purchase = co_occurrence(bought, "basket", k).select(
-        names.ITEM_ID, F.col("neighbours").alias("copurchase_items"), F.col("scores").alias("copurchase_scores")
-    )
-    view = co_occurrence(viewed, "basket", k).select(
-        names.ITEM_ID, F.col("neighbours").alias("coview_items"), F.col("scores").alias("coview_scores")
+    view = co_occurrence(baskets("view", F.col(SESSION_KEY)), "basket", k).select(
+        SNAPSHOT_DATE, names.ITEM_ID, F.col("neighbours").alias("coview_items"), F.col("scores").alias("coview_scores")
     )
     empty_s, empty_d = F.array().cast("array<string>"), F.array().cast("array<double>")
-    return purchase.join(view, names.ITEM_ID, "full").select(
+    return purchase.join(view, [SNAPSHOT_DATE, names.ITEM_ID], "full").select(
+        SNAPSHOT_DATE,
         names.ITEM_ID,
         F.coalesce("copurchase_items", empty_s).alias("copurchase_items"),
         F.coalesce("copurchase_scores", empty_d).alias("copurchase_scores"),
@@ -190,19 +274,19 @@ def item_neighbours(events: DataFrame, k: int = NEIGHBOURS_K) -> DataFrame:
     )
 
 
-def session_features(events: DataFrame, day: str) -> DataFrame:
-    """Features of every visit with an event on ``day``, folded by :func:`lambdarec.features.session.fold_session`.
+def session_features(events: DataFrame, snapshots: DataFrame) -> DataFrame:
+    """Prefix snapshots of the sessions active on each snapshot date, by the shared session fold.
 
     Args:
-        events: Silver events of ``day`` and of the day before (more is filtered out).
-        day: The snapshot date (``YYYY-MM-DD``).
+        events: Silver events (those of each snapshot date and the day before are used).
+        snapshots: The snapshot dates (see :func:`_snapshots`).
 
     Returns:
-        One row per visit (:data:`lambdarec.batch.sessions.SESSION_FEATURE_COLUMNS`); a visit that
-        started the day before and crossed midnight is folded over all its events, as the speed
-        layer folds it.
+        Per snapshot date, one row per (session, distinct event time of the date) with the
+        session's features after that time
+        (:func:`lambdarec.features.session.session_prefix_rows`), over the session's events of the
+        date and of the day before; columns :data:`SESSION_FEATURE_COLUMNS` and the date.
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     schema = (
@@ -210,31 +294,143 @@ def session_features(events: DataFrame, day: str) -> DataFrame:
         f"{names.SESSION_EVENT_COUNT} long, {names.SESSION_VIEW_COUNT} long, {names.SESSION_CART_COUNT} long, "
         f"{names.SESSION_PURCHASE_COUNT} long, {names.SESSION_DISTINCT_CATEGORIES} long, "
         f"{names.SESSION_START_MS} long, {names.SESSION_LAST_EVENT_MS} long, {names.SESSION_DWELL_S} double, "
-        f"{EVENT_TIMESTAMP} timestamp"
+        f"{EVENT_TIMESTAMP} timestamp, {SNAPSHOT_DATE} string"
     )
-    end = parse_date(day)
-    dates = [F.lit((end - timedelta(days=1)).isoformat()).cast("date"), F.lit(end.isoformat()).cast("date")]
-    two_days = events.where(F.col("event_date").isin(dates)).select(
-        "event_id", "event_time", names.SESSION_ID, names.ITEM_ID, "event_type", "category", "event_date"
+    end = F.col("_end")
+    # Each event serves its own date's snapshot and, as prior state, the next date's.
+    tagged = events.select(*FOLD_COLUMNS, "event_date").join(
+        F.broadcast(snapshots.select(SNAPSHOT_DATE, "_end")),
+        (F.col("event_date") == end) | (F.col("event_date") == F.date_sub(end, 1)),
     )
-    # Renumbered over exactly these two days, as silver numbered ``day``: the keys of ``day``'s
-    # events are silver's, and the previous day's part of a visit crossing midnight joins them.
-    visits = sessionize(two_days).withColumn(
-        "_reaches_day", F.max(F.col("event_date") == dates[1]).over(Window.partitionBy(names.SESSION_ID, SESSION_KEY))
-    )
-    # Many visits per pandas call (one call per visit made the per-call overhead dominate), and
-    # only the columns the fold reads cross to Python.
+    # Many sessions per pandas call (one call per session made the per-call overhead dominate),
+    # and only the columns the fold reads cross to Python.
     buckets = max(8, 4 * int(events.sparkSession.conf.get("spark.sql.shuffle.partitions") or "8"))
     return (
-        visits.where(F.col("_reaches_day"))
-        .select(*FOLD_COLUMNS, F.pmod(F.xxhash64(SESSION_KEY), F.lit(buckets)).alias("_bucket"))
+        tagged.select(
+            *FOLD_COLUMNS,
+            SNAPSHOT_DATE,
+            F.pmod(F.xxhash64(SNAPSHOT_DATE, SESSION_KEY), F.lit(buckets)).alias("_bucket"),
+        )
         .groupBy("_bucket")
-        .applyInPandas(session_feature_frame, schema=schema)
+        .applyInPandas(session_prefix_frame, schema=schema)
     )
+
+
+def _snapshots(spark: SparkSession, days: Sequence[str]) -> DataFrame:
+    """The snapshot dates as a small frame: the date (string), its window's ``_start`` and ``_end``
+    (dates) and :data:`SNAPSHOT_MS`."""
+    from pyspark.sql import functions as F
+
+    frame = spark.createDataFrame([(d,) for d in days], f"{SNAPSHOT_DATE} string")
+    end = F.to_date(F.col(SNAPSHOT_DATE))
+    return frame.select(
+        SNAPSHOT_DATE,
+        F.date_sub(end, HISTORY_DAYS - 1).alias("_start"),
+        end.alias("_end"),
+        _snapshot_ms().alias(SNAPSHOT_MS),
+    )
+
+
+def _in_windows(events: DataFrame, snapshots: DataFrame) -> DataFrame:
+    """``events`` (with ``event_date``) repeated once per snapshot date whose 30-day window holds them."""
+    from pyspark.sql import functions as F
+
+    inside = (F.col("event_date") >= F.col("_start")) & (F.col("event_date") <= F.col("_end"))
+    return events.join(F.broadcast(snapshots), inside).drop("_start", "_end")
+
+
+def _write(frame: DataFrame, lake: Lake, table: str, days: Sequence[str]) -> dict[str, int]:
+    """Replace the ``date=`` partitions of ``days`` in one table; rows written per date."""
+    from pyspark.sql import functions as F
+
+    root = lake.gold(table)
+    for day in days:
+        stale = root / f"{SNAPSHOT_DATE}={day}"
+        if stale.exists():  # a rerun replaces the date, even when nothing is left to write
+            shutil.rmtree(stale)
+    # One file per date; "dynamic" so that only the dates written are replaced, whatever the
+    # session's default overwrite mode (a static overwrite would wipe the other dates).
+    (
+        frame.repartition(SNAPSHOT_DATE)
+        .write.mode("overwrite")
+        .option("partitionOverwriteMode", "dynamic")
+        .partitionBy(SNAPSHOT_DATE)
+        .parquet(str(root))
+    )
+    counts = dict.fromkeys(days, 0)
+    spark = frame.sparkSession
+    written = [d for d in days if (root / f"{SNAPSHOT_DATE}={d}").exists()]
+    if written:
+        read = spark.read.option("basePath", str(root)).parquet(*[str(root / f"{SNAPSHOT_DATE}={d}") for d in written])
+        rows = read.groupBy(F.col(SNAPSHOT_DATE).cast("string").alias("d")).count().collect()
+        counts.update({str(r["d"]): int(r["count"]) for r in rows})
+    for day in sorted(set(days) - set(written)):
+        # A date without rows still gets a partition (one empty file with the schema), as a
+        # per-date write of an empty frame does, so readers find the table's columns.
+        spark.createDataFrame([], frame.drop(SNAPSHOT_DATE).schema).coalesce(1).write.mode("overwrite").parquet(
+            str(root / f"{SNAPSHOT_DATE}={day}")
+        )
+    return counts
+
+
+def build_gold_range(
+    spark: SparkSession, lake: Lake, days: Sequence[str], *, k: int = NEIGHBOURS_K
+) -> list[GoldReport]:
+    """Write the gold snapshots of several dates in one pass (idempotent per ``date=`` partition).
+
+    Each event is joined to the snapshot dates whose 30-day window holds it and every aggregate
+    is grouped by snapshot date as well, so each date's rows are exactly those a build of that
+    date alone writes, while the dates share one read of silver and one job per table.
+
+    Args:
+        spark: The session.
+        lake: Where silver is read and gold written.
+        days: Snapshot dates (``YYYY-MM-DD``); each one's window is the 30 days ending with it.
+        k: Neighbours per item.
+
+    Returns:
+        One report per date, in date order (also written under ``_reports/gold``); ``seconds`` is
+        the wall time of the whole range.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    started = time.monotonic()
+    ordered = sorted({parse_date(d).isoformat() for d in days})
+    if not ordered:
+        return []
+    first = parse_date(ordered[0]) - timedelta(days=HISTORY_DAYS - 1)
+    last = parse_date(ordered[-1])
+    snapshots = _snapshots(spark, ordered)
+    silver = spark.read.option("basePath", str(lake.silver)).parquet(str(lake.silver))
+    window = silver.where(
+        (F.col("event_date") >= F.lit(first.isoformat()).cast("date"))
+        & (F.col("event_date") <= F.lit(last.isoformat()).cast("date"))
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    stamp = F.timestamp_millis(_snapshot_ms()).alias(EVENT_TIMESTAMP)
+    tagged = _in_windows(window, snapshots)
+    tables = {
+        USER_HISTORY: user_history(tagged).select("*", stamp),
+        ITEM_STATS: item_stats(tagged).select("*", stamp),
+        ITEM_NEIGHBOURS: item_neighbours(window, snapshots, k).select("*", stamp),
+        SESSION_FEATURES: session_features(window, snapshots),
+    }
+    reports = {day: GoldReport(date=day) for day in ordered}
+    try:
+        for table, frame in tables.items():
+            for day, rows in _write(frame, lake, table, ordered).items():
+                reports[day].rows[table] = rows
+    finally:
+        window.unpersist()
+    elapsed = time.monotonic() - started
+    for report in reports.values():
+        report.seconds = elapsed
+        write_json_atomic(lake.report("gold", report.date), report.to_dict())
+    return list(reports.values())
 
 
 def build_gold(spark: SparkSession, lake: Lake, day: str, *, k: int = NEIGHBOURS_K) -> GoldReport:
-    """Write the gold snapshots of ``day`` (idempotent: each replaces its ``date=`` partition).
+    """Write the gold snapshots of ``day`` (the range of one date; see :func:`build_gold_range`).
 
     Args:
         spark: The session.
@@ -245,31 +441,4 @@ def build_gold(spark: SparkSession, lake: Lake, day: str, *, k: int = NEIGHBOURS
     Returns:
         Row counts per table (also written under ``_reports/gold``).
     """
-    from pyspark.sql import functions as F
-
-    started = time.monotonic()
-    end = parse_date(day)
-    first = end - timedelta(days=HISTORY_DAYS - 1)
-    snapshot = snapshot_time(end)
-    snapshot_ms = int(snapshot.timestamp() * 1000)
-    silver = spark.read.option("basePath", str(lake.silver)).parquet(str(lake.silver))
-    window = silver.where(
-        (F.col("event_date") >= F.lit(first.isoformat()).cast("date"))
-        & (F.col("event_date") <= F.lit(end.isoformat()).cast("date"))
-    ).persist()
-    stamp = F.lit(snapshot).cast("timestamp").alias(EVENT_TIMESTAMP)
-    tables = {
-        USER_HISTORY: user_history(window, snapshot_ms).select("*", stamp),
-        ITEM_STATS: item_stats(window, snapshot_ms).select("*", stamp),
-        ITEM_NEIGHBOURS: item_neighbours(window, k).select("*", stamp),
-        SESSION_FEATURES: session_features(window, end.isoformat()),
-    }
-    report = GoldReport(date=end.isoformat())
-    for table, frame in tables.items():
-        target = lake.gold(table) / f"date={end.isoformat()}"
-        frame.coalesce(2).write.mode("overwrite").parquet(str(target))
-        report.rows[table] = spark.read.parquet(str(target)).count()
-    window.unpersist()
-    report.seconds = time.monotonic() - started
-    write_json_atomic(lake.report("gold", end.isoformat()), report.to_dict())
-    return report
+    return build_gold_range(spark, lake, [day], k=k)[0]

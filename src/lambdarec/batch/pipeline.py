@@ -1,11 +1,14 @@
 """The whole batch layer for one environment: bronze → silver → gold → Feast (apply, sets, materialize).
 
-This is what ``lambdarec batch run``, the demo and the daily DAG call.
+This is what ``lambdarec batch run``, the demo and the daily DAG call. Bronze comes from the next
+Kafka offset range or, without Kafka, straight from a dataset file
+(:func:`lambdarec.batch.dataset.ingest_dataset`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -59,7 +62,9 @@ class BatchSummary:
         rejected = sum(sum(r["rejected"].values()) for r in self.silver)
         files = sum(len(r["quarantined_files"]) for r in self.silver)
         rows = {
-            "bronze": f"{self.bronze.get('records', 0):,} Kafka records (run {self.bronze.get('run', '-')})",
+            "bronze": f"{self.bronze.get('records', 0):,} "
+            + (f"events of {self.bronze['spec']}" if "spec" in self.bronze else "Kafka records")
+            + f" (run {self.bronze.get('run', '-')})",
             "silver": (
                 f"{sum(r['events'] for r in self.silver):,} events over {len(self.silver)} dates, "
                 f"{sum(r['duplicates'] for r in self.silver):,} duplicates dropped, {rejected:,} rows and "
@@ -82,8 +87,9 @@ def run_batch(
     settings: Settings,
     *,
     ingest: bool = True,
+    dataset: str | None = None,
     dates: list[str] | None = None,
-    gold_days: int = 2,
+    gold_days: int | Sequence[str] | None = 2,
     training: bool = True,
     materialize: bool = True,
     shuffle_partitions: int = 8,
@@ -93,11 +99,14 @@ def run_batch(
 
     Args:
         settings: The environment (Kafka address, state folder, Feast config).
-        ingest: Read the next Kafka offset range into bronze first.
-        dates: Event dates to (re)build in silver; default: those the ingest touched and the day
-            after each (its visits are numbered over the touched day), or all in bronze.
-        gold_days: Gold snapshots for the latest this many dates (≥ 2 so the last date's training
-            examples have the previous day's features).
+        ingest: Read the next Kafka offset range into bronze first (ignored with ``dataset``).
+        dataset: ``<adapter>:<path>``: write this dataset to bronze instead of reading Kafka
+            (the offsets ledger is left alone).
+        dates: Event dates to (re)build in silver; default: those the ingest touched, or all in
+            bronze.
+        gold_days: Which gold snapshots to build, in one Spark pass: the latest N silver dates
+            (an int; ≥ 2 so the last date's training examples have the previous day's
+            features), these dates (a list), or every silver date (None).
         training: Build the training sets of the latest :data:`TRAINING_DAYS` dates of the run
             through Feast (point in time, one partition per date).
         materialize: Load the latest features into the online store.
@@ -108,13 +117,14 @@ def run_batch(
         The summary (also written to ``<lake>/_reports/batch.json``).
     """
     from lambdarec.batch.bronze import bronze_dates, ingest_bronze
-    from lambdarec.batch.gold import build_gold
+    from lambdarec.batch.gold import build_gold_range
     from lambdarec.batch.silver import build_silver, silver_dates
     from lambdarec.batch.spark import build_spark, kafka_jars
 
     out = console or Console(quiet=True)
     lake = Lake.under(settings.state_dir)
     summary = BatchSummary()
+    ingest = ingest and dataset is None
     jars = kafka_jars(settings.resolved_jars_dir()) if ingest else []
     spark = build_spark(shuffle_partitions=shuffle_partitions, jars=jars)
     try:
@@ -127,22 +137,26 @@ def run_batch(
             summary.stages_s["bronze"] = time.monotonic() - started
             summary.bronze = bronze.to_dict()
             touched = sorted(bronze.by_date)
+        elif dataset is not None:
+            from lambdarec.batch.dataset import ingest_dataset
+
+            started = time.monotonic()
+            with out.status(f"bronze: writing {dataset}..."):
+                written = ingest_dataset(lake, dataset)
+            summary.stages_s["bronze"] = time.monotonic() - started
+            summary.bronze = written.to_dict()
+            touched = sorted(written.by_date)
         else:
             touched = []
-        if touched:
-            # Silver of a date is sessionized over the day before too: new records of a date can
-            # change the visits of the next one, so that date is rebuilt as well.
-            following = {(parse_date(d) + timedelta(days=1)).isoformat() for d in touched}
-            touched = sorted(set(touched) | (following & set(bronze_dates(lake))))
         todo = dates or touched or bronze_dates(lake)
         started = time.monotonic()
-        with out.status(f"silver: cleaning and sessionizing {len(todo)} dates..."):
+        with out.status(f"silver: cleaning and deduplicating {len(todo)} dates..."):
             summary.silver = [r.to_dict() for r in build_silver(spark, lake, todo)]
         summary.stages_s["silver"] = time.monotonic() - started
         started = time.monotonic()
-        gold_dates = silver_dates(lake)[-gold_days:]
-        with out.status(f"gold: snapshots of {', '.join(gold_dates)}..."):
-            summary.gold = [build_gold(spark, lake, day).to_dict() for day in gold_dates]
+        gold_dates = _gold_dates(silver_dates(lake), gold_days)
+        with out.status(f"gold: snapshots of {len(gold_dates)} dates in one pass..."):
+            summary.gold = [r.to_dict() for r in build_gold_range(spark, lake, gold_dates)]
         summary.stages_s["gold"] = time.monotonic() - started
     finally:
         spark.stop()
@@ -162,7 +176,7 @@ def run_batch(
 
         started = time.monotonic()
         # The latest dates of this run, not the latest alone: that one may be the thin tail of
-        # a dataset (a few visits that crossed midnight) and train nothing.
+        # a dataset (a few sessions that crossed midnight) and train nothing.
         days = gold_dates[-TRAINING_DAYS:]
         store = open_store(settings)
         with out.status(f"training sets of {days[0]} .. {days[-1]} (point-in-time through Feast)..."):
@@ -183,6 +197,15 @@ def run_batch(
         summary.stages_s["materialize"] = time.monotonic() - started
     write_json_atomic(lake.root / "_reports" / "batch.json", summary.to_dict())
     return summary
+
+
+def _gold_dates(available: list[str], gold_days: int | Sequence[str] | None) -> list[str]:
+    """The snapshot dates ``gold_days`` names (see :func:`run_batch`), sorted."""
+    if gold_days is None:
+        return list(available)
+    if isinstance(gold_days, int):
+        return list(available[-gold_days:]) if gold_days > 0 else []
+    return sorted({parse_date(d).isoformat() for d in gold_days})
 
 
 def run_batch_stage(settings: Settings, console: Console | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Silver: bronze records of one or more dates → clean, deduplicated, sessionized events.
+"""Silver: bronze records of one or more dates → clean, deduplicated events.
 
 Per date partition the stage
 1. checks every bronze file before Spark reads it: unreadable files and files whose schema drifted
@@ -6,14 +6,13 @@ Per date partition the stage
 2. parses each record and rejects, with the reason, what ``ClickEvent`` would reject (missing ids,
    unknown type, bad time, negative price) and events further ahead of the broker's clock than the
    allowed skew; rejected rows go to ``quarantine/silver`` with their Kafka coordinates;
-3. keeps one row per ``event_id`` (the first by partition and offset) and flags late events
-   (event time far behind the broker's time) without dropping them;
-4. splits shop sessions into visits after 30 minutes idle with Spark window functions
-   (:func:`lambdarec.batch.sessions.sessionize`), each date together with the day before it so
-   that a visit crossing midnight keeps one key.
+3. keeps one row per ``event_id`` and date (the first by partition and offset) and flags late
+   events (event time far behind the broker's time) without dropping them.
 
-Output for a date replaces that date's partition only and depends only on the bronze of that date
-and of the day before, so a rerun of a date gives the same output whatever else it is built with.
+Sessions are keyed by the shop's ``session_id`` as it comes
+(:data:`lambdarec.features.session.SESSION_KEY`): idle time splits nothing, so no date needs another.
+Output for a date replaces that date's partition only and depends only on the bronze of that date,
+so a rerun of a date gives the same output whatever else it is built with.
 """
 
 from __future__ import annotations
@@ -21,16 +20,14 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lambdarec import names
-from lambdarec.batch.lake import Lake, parse_date, write_json_atomic
-from lambdarec.batch.sessions import SESSION_GAP_MS, SESSION_KEY, SESSION_SEQ, sessionize
+from lambdarec.batch.lake import Lake, write_json_atomic
+from lambdarec.features.session import SESSION_KEY
 from lambdarec.names import EventType
 from lambdarec.schemas import EARLIEST_EVENT_MS, MAX_ID_LENGTH
 
@@ -53,8 +50,6 @@ SILVER_COLUMNS = (
     "event_id",
     "event_time",
     "session_id",
-    SESSION_KEY,
-    SESSION_SEQ,
     "user_id",
     "item_id",
     "event_type",
@@ -79,8 +74,13 @@ class SilverReport:
     duplicates: int = 0
     late: int = 0
     events: int = 0
-    visits: int = 0
+    sessions: int = 0
     seconds: float = 0.0
+
+    @property
+    def visits(self) -> int:
+        """Old name of :attr:`sessions` (a session is no longer split into visits)."""
+        return self.sessions
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -188,31 +188,6 @@ def _parsed(spark: SparkSession, files: list[Path], max_skew_ms: int, late_ms: i
     )
 
 
-def _visits(unique: DataFrame, dates: list[str], gap_ms: int) -> DataFrame:
-    """The events of ``dates`` split into visits, each date numbered over itself and the day before.
-
-    ``unique`` holds the deduplicated events of ``dates`` and of the day before each. Every date
-    is sessionized on its own (so a date's output depends only on its bronze and the previous
-    date's, whatever else is built in the same run), but over the previous day too: a visit that
-    crosses midnight keeps its key, and the visit numbers of a session active on both days count
-    the earlier day's visits. Rows of the previous day ship only what the numbering needs.
-    """
-    from pyspark.sql import functions as F
-
-    wanted = [F.lit(d).cast("date") for d in dates]
-    own = unique.where(F.col("event_date").isin(wanted)).withColumn("_own", F.lit(True))
-    # A previous-day row stands in the partition of the date it numbers. ``event_date`` is the
-    # numbering group itself, so the window's sort already orders the rows by the output's
-    # partition column and the partitioned write needs no sort of its own.
-    before = unique.select(
-        names.SESSION_ID, "event_time", "event_id", F.date_add("event_date", 1).alias("event_date")
-    ).where(F.col("event_date").isin(wanted))
-    both = own.unionByName(before.withColumn("_own", F.lit(False)), allowMissingColumns=True)
-    visits = sessionize(both, gap_ms, within=["event_date"]).where(F.col("_own")).select(*SILVER_COLUMNS, "event_date")
-    # The window's own order, stated so the write sees it (Spark drops this sort as redundant).
-    return visits.sortWithinPartitions("event_date", names.SESSION_ID, "event_time", "event_id")
-
-
 def build_silver(
     spark: SparkSession,
     lake: Lake,
@@ -220,7 +195,6 @@ def build_silver(
     *,
     max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
     late_ms: int = DEFAULT_LATE_MS,
-    gap_ms: int = SESSION_GAP_MS,
 ) -> list[SilverReport]:
     """Build the silver partitions of ``dates`` from bronze in one pass (idempotent per date).
 
@@ -230,8 +204,6 @@ def build_silver(
         dates: Event dates (``YYYY-MM-DD``); each one's partition is replaced, others are left alone.
         max_skew_ms: Events further ahead of the broker's clock are quarantined.
         late_ms: Events this far behind the broker's clock are flagged late (and kept).
-        gap_ms: Idle time that ends a visit. Each date is sessionized together with the previous
-            date's bronze, so a visit crossing midnight keeps one key (see :func:`_visits`).
 
     Returns:
         One report per date (also written under ``_reports/silver``).
@@ -242,7 +214,6 @@ def build_silver(
 
     started = time.monotonic()
     reports = {day: SilverReport(date=day) for day in dates}
-    previous = sorted({(parse_date(d) - timedelta(days=1)).isoformat() for d in dates} - set(dates))
     good: list[Path] = []
     for day in dates:
         files = bronze_files(lake, day)
@@ -253,9 +224,6 @@ def build_silver(
                 good.append(path)
             else:
                 reports[day].quarantined_files[str(path.relative_to(lake.root))] = problem
-    # The day before a built date is read for its visits only; its bad files are reported when
-    # that date itself is built.
-    good += [path for day in previous for path in bronze_files(lake, day) if check_bronze_file(path) is None]
     for day in dates:
         for stale in (lake.silver / f"event_date={day}", lake.quarantine("silver") / f"event_date={day}"):
             if stale.exists():  # a rerun replaces the date, even when nothing is left to write
@@ -288,11 +256,17 @@ def build_silver(
         )
         rejected.write.mode("overwrite").partitionBy("event_date").parquet(str(lake.quarantine("silver")))
 
-        read = F.col("event_date").isin([F.lit(d).cast("date") for d in [*dates, *previous]])
-        valid = parsed.where(F.col("reason").isNull() & read).drop("reason", "value", "kafka_timestamp")
-        first = Window.partitionBy("event_id").orderBy("kafka_partition", "kafka_offset")
+        valid = parsed.where(F.col("reason").isNull() & wanted).drop("reason", "value", "kafka_timestamp")
+        # Per date as well as per id: a date's rows never depend on what else is built with it.
+        first = Window.partitionBy("event_date", "event_id").orderBy("kafka_partition", "kafka_offset")
         unique = valid.withColumn("_rn", F.row_number().over(first)).where(F.col("_rn") == 1).drop("_rn")
-        _visits(unique, dates, gap_ms).write.mode("overwrite").partitionBy("event_date").parquet(str(lake.silver))
+        # Sorted by session and time within each file: gold reads a session's events together.
+        silver = unique.select(*SILVER_COLUMNS, "event_date").sortWithinPartitions(
+            "event_date", SESSION_KEY, "event_time", "event_id"
+        )
+        silver.write.mode("overwrite").option("partitionOverwriteMode", "dynamic").partitionBy("event_date").parquet(
+            str(lake.silver)
+        )
         parsed.unpersist()
 
         written = spark.read.option("basePath", str(lake.silver)).parquet(
@@ -302,14 +276,14 @@ def build_silver(
             written.groupBy("event_date")
             .agg(
                 F.count("*").alias("events"),
-                F.countDistinct(SESSION_KEY).alias("visits"),
+                F.countDistinct(SESSION_KEY).alias("sessions"),
                 F.sum(F.col("is_late").cast("int")).alias("late"),
             )
             .collect()
         ):
             report = reports[str(row["event_date"])]
             report.events = int(row["events"])
-            report.visits = int(row["visits"])
+            report.sessions = int(row["sessions"])
             report.late = int(row["late"] or 0)
     elapsed = time.monotonic() - started
     for report in reports.values():

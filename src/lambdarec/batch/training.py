@@ -15,7 +15,8 @@ import pandas as pd
 
 from lambdarec import names
 from lambdarec.batch.lake import Lake, write_json_atomic
-from lambdarec.batch.sessions import EVENT_TIMESTAMP, SESSION_KEY
+from lambdarec.batch.sessions import EVENT_TIMESTAMP
+from lambdarec.features.session import SESSION_KEY
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -30,14 +31,14 @@ def _stamp(times_ms: pd.Series) -> pd.Series:
 
 
 def ranking_examples(events: pd.DataFrame) -> pd.DataFrame:
-    """(user, item) impressions of known users with a label: carted or bought later in the visit.
+    """(user, item) impressions of known users with a label: carted or bought later in the session.
 
     Args:
         events: Silver events of one date.
 
     Returns:
-        ``user_id, item_id, session_id (visit), event_timestamp, request_time_ms, label`` — one row per
-        first view of an item in a visit, stamped at that view.
+        ``user_id, item_id, session_id, event_timestamp, request_time_ms, label`` — one row per
+        first view of an item in a session, stamped at that view.
     """
     known = events[events[names.USER_ID].notna()]
     views = known[known["event_type"] == "view"]

@@ -47,6 +47,8 @@ TOP_CATEGORIES = (
     "books",
 )
 _DAY_MS = 86_400_000
+IDLE_GAP_MS = (45 * 60_000, 90 * 60_000)
+"""Range of the long idle gap of the sessions ``idle_gap_share`` picks (ms)."""
 _MINUTES_PER_DAY = 1440
 # Event type codes in the order of EVENT_TYPE_NAMES.
 _VIEW, _CART, _PURCHASE = 0, 1, 2
@@ -72,6 +74,10 @@ class GeneratorConfig:
         peak_hour_utc: Hour of day (UTC) with the most session starts.
         median_gap_s: Median seconds between two views of a session.
         brandless_share: Share of items without a brand.
+        idle_gap_share: Share of sessions (of those with two views or more) that sit idle for
+            45-90 minutes before one of their later views, as a shopper who leaves a tab open and
+            comes back. They keep their session id: idle time never splits a session (see
+            :data:`lambdarec.features.session.SESSION_KEY`). Other gaps stay under 30 minutes.
         block_sessions: Sessions per random block (the unit of reproducibility; keep fixed).
     """
 
@@ -89,10 +95,18 @@ class GeneratorConfig:
     peak_hour_utc: float = 20.0
     median_gap_s: float = 30.0
     brandless_share: float = 0.15
+    idle_gap_share: float = 0.0
     block_sessions: int = 4096
 
     def __post_init__(self) -> None:
-        for name in ("cart_rate", "purchase_rate", "anonymous_share", "focus_share", "brandless_share"):
+        for name in (
+            "cart_rate",
+            "purchase_rate",
+            "anonymous_share",
+            "focus_share",
+            "brandless_share",
+            "idle_gap_share",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
         if self.days < 1 or self.mean_views_per_session < 1 or self.block_sessions < 1:
@@ -328,6 +342,14 @@ def _block(
     gaps = np.clip(rng.lognormal(math.log(config.median_gap_s * 1000), 1.0, n_views), 1_000, 1_800_000)
     first_view = np.cumsum(nv) - nv
     gaps[first_view] = 0
+    if config.idle_gap_share > 0:
+        # Its own random stream, so the rest of the shop is the same with or without idle gaps.
+        idle_rng = np.random.default_rng([seed, 3, block])
+        several = np.flatnonzero(nv >= 2)
+        idle = several[idle_rng.random(len(several)) < config.idle_gap_share]
+        # Before a view in the middle: any one but the first; carts and the checkout follow.
+        later = 1 + np.floor(idle_rng.random(len(idle)) * (nv[idle] - 1)).astype(np.int64)
+        gaps[first_view[idle] + later] = idle_rng.uniform(*IDLE_GAP_MS, len(idle))
     elapsed = np.cumsum(gaps)
     view_time = plan.start_ms[a:b][view_session] + (elapsed - elapsed[first_view][view_session]).astype(np.int64)
 
@@ -390,8 +412,10 @@ def _block(
 
 
 def _fingerprint(n_events: int, n_items: int, n_users: int, seed: int, config: GeneratorConfig) -> str:
-    # Ids name the run, so two different synthetic datasets never share event ids.
-    text = repr((n_events, n_items, n_users, seed, sorted(asdict(config).items())))
+    # Ids name the run, so two different synthetic datasets never share event ids. Options at
+    # their "off" value stay out, so datasets generated before an option existed keep their ids.
+    shape = {k: v for k, v in asdict(config).items() if not (k == "idle_gap_share" and v == 0.0)}
+    text = repr((n_events, n_items, n_users, seed, sorted(shape.items())))
     return hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
 
 

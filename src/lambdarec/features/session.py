@@ -1,8 +1,15 @@
 """Session features as one fold over a session's events, shared by every layer.
 
+**The session key is the shop's ``session_id``, everywhere** (:data:`SESSION_KEY`): the speed
+layer, silver and gold, the training sets, the models and the request path all key a session by
+it, and idle time never splits it into visits. The shop's session id already encodes its visits;
+how long a session is remembered is bounded by the speed layer's state TTL and the online
+view's TTL, not by a gap rule here.
+
 The speed layer keeps a :class:`SessionState` per session and calls :func:`update_session`
-as events arrive; the batch layer folds a session's events with :func:`fold_session`; the
-request path does the same over the events it has. The fold is insensitive to arrival
+as events arrive; the batch layer folds a session's events with :func:`fold_session`, and
+:func:`session_prefix_rows` gives the state after each event (gold's point-in-time snapshots);
+the request path does the same over the events it has. The fold is insensitive to arrival
 order and to duplicates (by ``event_id``), so a stream that sees events late or twice
 ends where a batch recount of the same events ends — the parity the tests check.
 """
@@ -16,6 +23,8 @@ from typing import Any
 
 from lambdarec import names
 
+SESSION_KEY = names.SESSION_ID
+"""The column that keys a session in every layer: the shop's ``session_id``, never split by idle time."""
 RECENT_ITEMS = 20
 """How many of the session's latest items the sequence feature keeps."""
 MAX_TRACKED_CATEGORIES = 256
@@ -124,3 +133,41 @@ def fold_session(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     if state is None:
         raise ValueError("fold_session needs at least one event")
     return session_features(state)
+
+
+def session_prefix_rows(
+    events: Iterable[Mapping[str, Any]], *, emit_from_ms: int | None = None
+) -> list[dict[str, Any]]:
+    """The session's features after each of its events: one row per distinct event time.
+
+    Events are folded in ``(event_time, event_id)`` order with :func:`update_session`; after the
+    last event of each millisecond the row :func:`session_features` gives is emitted, so the row
+    stamped ``t`` equals :func:`fold_session` of every event at or before ``t`` and a
+    point-in-time lookup at any time finds exactly one row (events sharing a millisecond have no
+    order a reader could rely on). A repeated ``event_id`` is folded once, at its earliest copy.
+
+    Args:
+        events: One session's events (any order, duplicates allowed).
+        emit_from_ms: Emit rows only for event times at or after this (earlier events are still
+            folded in: gold's snapshot of a date reads the day before for the state only).
+
+    Returns:
+        Rows in time order; each row's ``session_last_event_ms`` is its event time.
+
+    Raises:
+        ValueError: When ``events`` spans several sessions.
+    """
+    ordered = sorted(events, key=lambda e: (int(e["event_time"]), str(e["event_id"])))
+    rows: list[dict[str, Any]] = []
+    if not ordered:
+        return rows
+    state = new_session_state(ordered[0])
+    for i, event in enumerate(ordered):
+        if str(event["session_id"]) != state.session_id:
+            raise ValueError(f"session_prefix_rows got events of {state.session_id!r} and {event['session_id']!r}")
+        update_session(state, event)
+        time_ms = int(event["event_time"])
+        last_of_ms = i + 1 == len(ordered) or int(ordered[i + 1]["event_time"]) != time_ms
+        if last_of_ms and (emit_from_ms is None or time_ms >= emit_from_ms):
+            rows.append(session_features(state))
+    return rows

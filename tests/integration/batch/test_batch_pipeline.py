@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+import shutil
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -12,10 +15,17 @@ import pyarrow.parquet as pq
 from batch_lake_helpers import DAYS, LAST, silver_hash
 
 from lambdarec import names
-from lambdarec.batch.lake import Lake, read_json
-from lambdarec.batch.sessions import SESSION_KEY, SESSION_SEQ, sessionize, sessionize_frame
+from lambdarec.batch.gold import build_gold_range
+from lambdarec.batch.lake import Lake, day_start_ms, parse_date, read_json
 from lambdarec.batch.silver import build_silver
-from lambdarec.features.session import new_session_state, session_features, update_session
+from lambdarec.features.session import (
+    SESSION_KEY,
+    fold_session,
+    new_session_state,
+    session_features,
+    session_prefix_rows,
+    update_session,
+)
 
 
 def test_silver_cleans_deduplicates_and_quarantines(built: dict, shop_events: pa.Table, batch_lake: Lake) -> None:
@@ -62,29 +72,28 @@ def test_a_date_built_alone_equals_the_date_built_with_the_others(spark: object,
     assert silver_hash(batch_lake) == built["silver_hash"]
 
 
-def test_spark_sessionize_is_the_pandas_rule(spark: object, shop_events: pa.Table) -> None:
-    first = shop_events.select(["event_id", "event_time", "session_id"]).to_pandas()
-    # The shop's sessions have no idle gap: return to every third one two hours later.
-    again = first[first["session_id"].rank(method="dense") % 3 == 0].copy()
-    again["event_id"] += "-again"
-    again["event_time"] += 2 * 3_600_000
-    events = pd.concat([first, again], ignore_index=True)
-    expected = sessionize_frame(events).set_index("event_id")
-    frame = spark.createDataFrame(events)  # type: ignore[attr-defined]
-    actual = sessionize(frame).toPandas().set_index("event_id").loc[expected.index]
-    assert (actual[SESSION_KEY] == expected[SESSION_KEY]).all()
-    assert (actual[SESSION_SEQ] == expected[SESSION_SEQ]).all()
-    assert (expected[SESSION_SEQ] > 0).any()  # the shop has idle gaps to split on
+def _by_session(events: pd.DataFrame) -> dict[str, list[dict]]:
+    records = events.astype(object).where(events.notna(), None).to_dict("records")
+    out: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        out[record[names.SESSION_ID]].append(record)
+    return out
 
 
-def test_a_visit_crossing_midnight_keeps_one_key(batch_lake: Lake, built: dict) -> None:
-    frame = pq.read_table(batch_lake.silver, columns=["event_time", SESSION_KEY]).to_pandas()
-    frame = frame.sort_values([SESSION_KEY, "event_time"])
-    # Over the whole lake a key is one visit: no idle gap inside it, across dates too.
-    idle = frame.groupby(SESSION_KEY)["event_time"].diff().max()
-    assert idle <= 30 * 60 * 1000
-    days = (frame["event_time"] // 86_400_000).groupby(frame[SESSION_KEY]).nunique()
-    assert (days > 1).any()  # the shop has visits over midnight, and each kept one key
+def test_one_session_key_whatever_the_idle_time(batch_lake: Lake, built: dict, shop_events: pa.Table) -> None:
+    """Silver keys a session by the shop's id over every idle gap and date, with the fold's counts."""
+    silver = pq.read_table(batch_lake.silver).to_pandas()
+    assert not {"session_key", "session_seq"} & set(silver.columns)
+    events = shop_events.to_pandas()
+    ordered = events.sort_values([names.SESSION_ID, "event_time"])
+    idle = ordered.groupby(names.SESSION_ID)["event_time"].diff().groupby(ordered[names.SESSION_ID]).max()
+    idle_sessions = set(idle.index[idle > 30 * 60_000])
+    assert len(idle_sessions) > 50  # the shop has sessions that sat idle (idle_gap_share)
+    counts = silver.groupby(SESSION_KEY).size()
+    expected = {sid: fold_session(evs)[names.SESSION_EVENT_COUNT] for sid, evs in _by_session(events).items()}
+    assert counts.drop("late-s").to_dict() == expected  # one key per shop session, the fold's counts
+    days = silver.groupby(SESSION_KEY)["event_date"].nunique()
+    assert (days[list(idle_sessions)] > 1).any()  # and over midnight too
 
 
 def test_gold_tables(built: dict, batch_lake: Lake) -> None:
@@ -107,23 +116,104 @@ def test_gold_tables(built: dict, batch_lake: Lake) -> None:
     assert neighbours["copurchase_items"].map(len).max() <= 20
 
 
-def test_parity_spark_batch_vs_streaming_fold(built: dict, shop_events: pa.Table, batch_lake: Lake) -> None:
-    """The same events through the stream fold (shuffled, redelivered) and through Spark agree."""
-    gold = pq.read_table(batch_lake.gold("session_features") / f"date={LAST}").to_pandas().set_index(names.SESSION_ID)
+def test_gold_windows_and_new_columns_against_pandas(built: dict, batch_lake: Lake) -> None:
+    """The middle date's snapshot holds the events up to it and none after it, recounted in pandas."""
+    day = DAYS[1]
+    silver = pq.read_table(batch_lake.silver).to_pandas()
+    silver["event_date"] = silver["event_date"].astype(str)
+    window = silver[silver["event_date"] <= day].sort_values(["event_time", "event_id"])
+    assert (silver["event_date"] > day).any()  # there are later events to leave out
+    users = pq.read_table(batch_lake.gold("user_history") / f"date={day}").to_pandas().set_index(names.USER_ID)
+    known = window[window[names.USER_ID].notna()]
+    assert users["user_events_30d"].to_dict() == known.groupby(names.USER_ID).size().to_dict()
+    recent = known.drop_duplicates([names.USER_ID, names.ITEM_ID], keep="last").groupby(names.USER_ID)[names.ITEM_ID]
+    expected_recent = recent.apply(lambda items: list(items)[-30:]).to_dict()
+    assert users["user_recent_items_30d"].map(list).to_dict() == expected_recent
+    assert max(map(len, expected_recent.values())) == 30  # some users hit the cap
+    items = pq.read_table(batch_lake.gold("item_stats") / f"date={day}").to_pandas().set_index(names.ITEM_ID)
+    branded = window[window["brand"].notna()].groupby(names.ITEM_ID)["brand"].last()
+    assert items["item_brand"].dropna().to_dict() == branded.to_dict()
+    views_1d = window[(window["event_date"] == day) & (window["event_type"] == "view")].groupby(names.ITEM_ID).size()
+    assert items["item_views_1d"][items["item_views_1d"] > 0].to_dict() == views_1d.to_dict()
+
+
+def test_gold_of_many_dates_in_one_pass_equals_each_date_alone(
+    spark: object, built: dict, batch_lake: Lake, tmp_path: Path
+) -> None:
+    """build_gold_range over every date writes the rows build_gold writes date by date (all four tables)."""
+    lake = Lake(tmp_path / "lake")
+    shutil.copytree(batch_lake.silver, lake.silver)
+    reports = build_gold_range(spark, lake, list(reversed(DAYS)))  # type: ignore[arg-type]
+    assert [r.date for r in reports] == DAYS
+    assert [r.rows for r in reports] == [r.rows for r in built["gold"]]
+    keys = {
+        "user_history": [names.USER_ID],
+        "item_stats": [names.ITEM_ID],
+        "item_neighbours": [names.ITEM_ID],
+        "session_features": [names.SESSION_ID, "event_timestamp"],
+    }
+    for table, key in keys.items():
+        assert sorted(p.name for p in lake.gold(table).glob("date=*")) == [f"date={d}" for d in DAYS]
+        for day in DAYS:
+            alone = pq.read_table(batch_lake.gold(table) / f"date={day}").to_pandas()
+            ranged = pq.read_table(lake.gold(table) / f"date={day}").to_pandas()
+            assert list(ranged.columns) == list(alone.columns), table
+            assert len(alone) > 0 and len(ranged) == len(alone), (table, day)
+            alone = alone.sort_values(key).reset_index(drop=True)
+            ranged = ranged.sort_values(key).reset_index(drop=True)
+            for column in alone.columns:
+                a, b = alone[column], ranged[column]
+                if a.dtype == object and len(a) and isinstance(a.dropna().iloc[0], np.ndarray):
+                    a, b = (
+                        a.map(lambda v: None if v is None else list(v)),
+                        b.map(lambda v: None if v is None else list(v)),
+                    )
+                if pd.api.types.is_float_dtype(a):
+                    # Sums of doubles may add up in another order: equal to the last bits.
+                    assert np.allclose(a, b, rtol=1e-12, atol=0, equal_nan=True), (table, day, column)
+                else:
+                    assert a.tolist() == b.tolist(), (table, day, column)
+
+
+def test_gold_session_rows_are_the_prefix_snapshots(built: dict, shop_events: pa.Table, batch_lake: Lake) -> None:
+    """Each row of a date: the shared fold after one event time of a session (its events of D and D-1)."""
+    gold = pq.read_table(batch_lake.gold("session_features") / f"date={LAST}").to_pandas()
     events = shop_events.to_pandas()
-    events["day"] = events["event_time"].map(
-        lambda t: __import__("datetime").datetime.utcfromtimestamp(t / 1000).date().isoformat()
-    )
+    day = pd.to_datetime(events["event_time"], unit="ms", utc=True).dt.date.astype(str)
+    two_days = events[day.isin([DAYS[-2], LAST])]
+    start = day_start_ms(parse_date(LAST))
+    expected = [row for evs in _by_session(two_days).values() for row in session_prefix_rows(evs, emit_from_ms=start)]
+    assert len(gold) == len(expected) > 1000
+    assert len(gold) < (day == LAST).sum()  # events sharing a millisecond gave one row
+    key = [names.SESSION_ID, names.SESSION_LAST_EVENT_MS]
+    got = gold.sort_values(key).reset_index(drop=True)
+    want = pd.DataFrame(expected).sort_values(key).reset_index(drop=True)
+    assert (got["event_timestamp"] == pd.to_datetime(got[names.SESSION_LAST_EVENT_MS], unit="ms", utc=True)).all()
+    for name in names.SESSION_FEATURES:
+        actual = got[name].map(list) if name == names.SESSION_RECENT_ITEMS else got[name]
+        assert actual.tolist() == want[name].tolist(), name
+    # Point in time: no session has two rows at one instant.
+    assert not got.duplicated(key).any()
+
+
+def test_parity_spark_batch_vs_streaming_fold(built: dict, shop_events: pa.Table, batch_lake: Lake) -> None:
+    """The same events through the stream fold (shuffled, redelivered) and through Spark agree.
+
+    The latest gold row of a session is its final state, the row the stream also holds (idle gaps included).
+    """
+    gold = pq.read_table(batch_lake.gold("session_features") / f"date={LAST}").to_pandas()
+    gold = gold.sort_values("event_timestamp").groupby(names.SESSION_ID).last()
+    events = shop_events.to_pandas()
+    events["day"] = pd.to_datetime(events["event_time"], unit="ms", utc=True).dt.date.astype(str)
     rng = random.Random(5)
-    compared = crossing = 0
+    compared = crossing = idle = 0
     for session_id, group in events.groupby(names.SESSION_ID):
         days = set(group["day"])
         if LAST not in days or not days <= {DAYS[-2], LAST}:
-            continue  # not a visit of the snapshot date
-        if session_id not in gold.index or f"{session_id}#1" in gold.index:
-            continue  # sessions split by an idle gap are several visits in batch
+            continue  # no row on the snapshot date, or events before the two days gold folds
         crossing += len(days) > 1
-        records = group.astype(object).where(group.notna(), None).to_dict("records")
+        idle += group["event_time"].sort_values().diff().max() > 30 * 60_000
+        records = group.drop(columns="day").astype(object).where(group.notna(), None).to_dict("records")
         arrivals = records + rng.sample(records, k=min(3, len(records)))  # at-least-once delivery
         rng.shuffle(arrivals)  # out of order
         state = new_session_state(arrivals[0])
@@ -136,7 +226,8 @@ def test_parity_spark_batch_vs_streaming_fold(built: dict, shop_events: pa.Table
             assert (list(actual) if name == names.SESSION_RECENT_ITEMS else actual) == expected, (session_id, name)
         compared += 1
     assert compared > 20
-    assert crossing > 0  # visits over midnight are folded whole, as the stream folds them
+    assert crossing > 0  # sessions over midnight are folded whole, as the stream folds them
+    assert idle > 10  # and sessions that sat idle for more than 30 minutes are one session, as in the stream
 
 
 def test_quarantine_is_under_the_lake(batch_lake: Lake, built: dict) -> None:

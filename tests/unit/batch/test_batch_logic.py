@@ -1,4 +1,4 @@
-"""Pure batch logic: sessionization, the session fold per visit, offsets planning, training labels."""
+"""Pure batch logic: session prefix snapshots, offsets planning, training labels, dataset → bronze, CLI wiring."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import pytest
 from lambdarec import names
 from lambdarec.batch.bronze import plan_offsets, run_id
 from lambdarec.batch.lake import Lake, read_json, snapshot_time, write_json_atomic
-from lambdarec.batch.sessions import SESSION_GAP_MS, SESSION_KEY, session_feature_frame, sessionize_frame
+from lambdarec.batch.sessions import EVENT_TIMESTAMP, SNAPSHOT_DATE, session_prefix_frame
 from lambdarec.batch.silver import check_bronze_file
 from lambdarec.batch.testing import BRONZE_SCHEMA, bronze_table
 from lambdarec.batch.training import LABEL, ranking_examples, retrieval_examples
-from lambdarec.features.session import fold_session
+from lambdarec.features.session import fold_session, session_prefix_rows
 
 T0 = 1_704_067_200_000  # 2024-01-01
 
@@ -38,49 +38,59 @@ def ev(i: int, session: str, t: int, kind: str = "view", item: str | None = None
     }
 
 
-def test_sessionize_splits_after_thirty_idle_minutes() -> None:
-    events = pd.DataFrame(
-        [
-            ev(1, "a", T0),
-            ev(2, "a", T0 + SESSION_GAP_MS),  # exactly 30 min: same visit
-            ev(3, "a", T0 + 2 * SESSION_GAP_MS + 1),  # 30 min + 1 ms idle: new visit
-            ev(4, "b", T0 + 5),
-            ev(5, "a", T0 + 10 * SESSION_GAP_MS),
-        ]
-    ).sample(frac=1, random_state=1)
-    out = sessionize_frame(events)
-    keys = dict(zip(out["event_id"], out[SESSION_KEY], strict=True))
-    assert keys == {"e1": "a", "e2": "a", "e3": "a#1", "e4": "b", "e5": "a#2"}
+def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
-def test_visit_features_are_the_shared_fold() -> None:
+def test_prefix_frame_rows_are_the_shared_fold_of_each_prefix() -> None:
     rng = random.Random(3)
-    rows = [
-        ev(i, "s", T0 + i * 1000, rng.choice(["view", "cart", "purchase"]), category=rng.choice([None, "x", "y"]))
-        for i in range(40)
+    day = "2024-01-02"
+    # The day before (state only) and the day itself, with a 75-minute idle gap inside it.
+    times = [T0 + 86_400_000 - 5_000 + i * 1000 for i in range(10)] + [
+        T0 + 86_400_000 + 75 * 60_000 + i * 1000 for i in range(30)
     ]
-    frame = sessionize_frame(pd.DataFrame(rows + rows[:5]))  # duplicates are harmless
-    features = session_feature_frame(frame).iloc[0].to_dict()
-    expected = fold_session(rows)
-    for name in names.SESSION_FEATURES:
-        assert features[name] == expected[name], name
-    assert features[names.SESSION_DISTINCT_CATEGORIES] == 2  # missing categories are not "nan"
+    rows = [
+        ev(i, "s", t, rng.choice(["view", "cart", "purchase"]), category=rng.choice([None, "x", "y"]))
+        for i, t in enumerate(times)
+    ]
+    frame = pd.DataFrame(rows + rows[:5]).assign(**{SNAPSHOT_DATE: day})  # duplicates are harmless
+    out = session_prefix_frame(frame.sample(frac=1, random_state=4))
+    own = [r for r in rows if int(r["event_time"]) >= T0 + 86_400_000]  # type: ignore[call-overload]
+    assert len(out) == len(own) == 35  # one row per event of the day (times are distinct here)
+    assert set(out[names.SESSION_ID]) == {"s"}  # the idle gap split nothing
+    assert (out[EVENT_TIMESTAMP] == pd.to_datetime(out[names.SESSION_LAST_EVENT_MS], unit="ms", utc=True)).all()
+    for record in _records(out):
+        prefix = [r for r in rows if int(r["event_time"]) <= record[names.SESSION_LAST_EVENT_MS]]  # type: ignore[call-overload]
+        expected = fold_session(prefix)
+        for name in names.SESSION_FEATURES:
+            actual = record[name]
+            assert (list(actual) if name == names.SESSION_RECENT_ITEMS else actual) == expected[name], name
+    assert out[names.SESSION_DISTINCT_CATEGORIES].max() <= 2  # missing categories are not "nan"
 
 
-def test_each_visit_of_a_frame_is_folded_on_its_own() -> None:
+def test_prefix_frame_folds_each_date_and_session_on_its_own() -> None:
     rng = random.Random(7)
     rows = [
         ev(i, rng.choice("abc"), T0 + i * 60_000 * rng.choice([1, 45]), rng.choice(["view", "cart"]), category="x")
         for i in range(60)
     ]
-    frame = sessionize_frame(pd.DataFrame(rows)).sample(frac=1, random_state=2)  # any order
-    features = session_feature_frame(frame).set_index(names.SESSION_ID)
-    assert len(features) == frame[SESSION_KEY].nunique() > 3
-    for key, visit in frame.groupby(SESSION_KEY):
-        records = visit.astype(object).where(visit.notna(), None).to_dict("records")
-        expected = fold_session([{**r, names.SESSION_ID: key} for r in records])
-        for name in names.SESSION_FEATURES:
-            assert features.loc[key, name] == expected[name], (key, name)
+    events = pd.DataFrame(rows)
+    # The same events serve two snapshot dates; each date's rows start at its own midnight.
+    days = ["2024-01-01", "2024-01-02"]
+    frame = pd.concat([events.assign(**{SNAPSHOT_DATE: d}) for d in days]).sample(frac=1, random_state=2)
+    out = session_prefix_frame(frame)
+    expected = []
+    for d, start in zip(days, (T0, T0 + 86_400_000), strict=True):
+        for _session, group in events.groupby(names.SESSION_ID):
+            expected += [{**r, SNAPSHOT_DATE: d} for r in session_prefix_rows(_records(group), emit_from_ms=start)]
+    assert len(out) == len(expected) > 40
+    got = sorted(
+        _records(out.drop(columns=[EVENT_TIMESTAMP])),
+        key=lambda r: (r[SNAPSHOT_DATE], r["session_id"], r[names.SESSION_LAST_EVENT_MS]),
+    )
+    want = sorted(expected, key=lambda r: (r[SNAPSHOT_DATE], r["session_id"], r[names.SESSION_LAST_EVENT_MS]))
+    for g, w in zip(got, want, strict=True):
+        assert {**g, names.SESSION_RECENT_ITEMS: list(g[names.SESSION_RECENT_ITEMS])} == w
 
 
 def test_offsets_plan_starts_where_the_ledger_ends() -> None:
@@ -122,16 +132,14 @@ def test_corrupt_and_drifted_bronze_files_are_recognised(tmp_path: Path) -> None
 
 
 def test_ranking_labels_come_from_later_conversions_in_the_visit() -> None:
-    events = sessionize_frame(
-        pd.DataFrame(
-            [
-                ev(1, "s", T0, "view", "A"),
-                ev(2, "s", T0 + 1000, "view", "B"),
-                ev(3, "s", T0 + 2000, "cart", "A"),
-                ev(4, "s", T0 + 3000, "view", "A"),  # second view of A: not a new example
-                ev(5, "t", T0, "view", "C", user_id=None),  # anonymous: no example
-            ]
-        )
+    events = pd.DataFrame(
+        [
+            ev(1, "s", T0, "view", "A"),
+            ev(2, "s", T0 + 1000, "view", "B"),
+            ev(3, "s", T0 + 2 * 3_600_000, "cart", "A"),  # two idle hours later: the same session
+            ev(4, "s", T0 + 3 * 3_600_000, "view", "A"),  # second view of A: not a new example
+            ev(5, "t", T0, "view", "C", user_id=None),  # anonymous: no example
+        ]
     )
     ranking = ranking_examples(events).set_index(names.ITEM_ID)
     assert ranking[LABEL].to_dict() == {"A": 1, "B": 0}
@@ -179,3 +187,69 @@ def test_feature_repo_defines_the_versioned_services(tmp_path: Path) -> None:
     assert {f.name for f in view.features} == set(names.SESSION_FEATURES)
     assert view.stream_source is push
     assert str(tmp_path) in json.dumps(objects["FileSource:user_history_source"].path)
+
+
+def test_dataset_goes_to_bronze_as_the_kafka_ingest_writes_it(tmp_path: Path) -> None:
+    from lambdarec.batch.dataset import DATASET_PARTITION, dataset_run_id, ingest_dataset
+    from lambdarec.data.generator import GeneratorConfig, generate_events
+
+    generated = generate_events(3_000, 200, 50, 4, tmp_path / "gen", config=GeneratorConfig(days=3), progress=False)
+    events = pq.read_table(generated.out_path)
+    lake = Lake(tmp_path / "lake")
+    spec = f"synthetic:{tmp_path / 'gen'}"
+    report = ingest_dataset(lake, spec, batch_size=700)  # several batches, several dates each
+    assert report.records == events.num_rows == sum(report.by_date.values())
+    assert len(report.by_date) >= 3 and report.adapter["events_emitted"] == events.num_rows
+    bronze = pq.read_table(lake.bronze / f"ingest={dataset_run_id(spec)}")
+    assert bronze.num_rows == events.num_rows
+    assert set(bronze["kafka_partition"].to_pylist()) == {DATASET_PARTITION}
+    assert sorted(bronze["kafka_offset"].to_pylist()) == list(range(events.num_rows))
+    decoded = {e["event_id"]: e for e in (json.loads(v) for v in bronze["value"].to_pylist())}
+    for row in events.to_pylist()[:200]:
+        assert decoded[row["event_id"]] == {k: v for k, v in row.items() if v is not None}
+    # Broker time = event time: silver flags nothing late and sees no clock skew.
+    first = bronze.sort_by("kafka_offset").slice(0, 1).to_pylist()[0]
+    assert int(first["kafka_timestamp"].timestamp() * 1000) == json.loads(first["value"])["event_time"]
+    assert check_bronze_file(next((lake.bronze / f"ingest={dataset_run_id(spec)}").rglob("*.parquet"))) is None
+    assert not lake.offsets("clicks").exists()  # the Kafka ledger is not this path's
+    # A rerun replaces the run folder: the same bronze, never a second copy.
+    assert ingest_dataset(lake, spec).records == report.records
+    assert pq.read_table(lake.bronze).num_rows == events.num_rows
+
+
+def test_gold_dates_latest_n_listed_or_all() -> None:
+    from lambdarec.batch.pipeline import _gold_dates
+
+    available = ["2024-01-01", "2024-01-02", "2024-01-03"]
+    assert _gold_dates(available, 2) == available[1:]
+    assert _gold_dates(available, None) == available
+    assert _gold_dates(available, 0) == []
+    assert _gold_dates(available, ["2024-01-03", "2024-01-01", "2024-01-03"]) == ["2024-01-01", "2024-01-03"]
+
+
+def test_cli_batch_run_passes_the_dataset_and_the_gold_dates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import lambdarec.batch.pipeline as pipeline
+    from lambdarec.cli import app
+
+    calls: list[dict[str, object]] = []
+
+    def fake_run_batch(settings: object, **kwargs: object) -> pipeline.BatchSummary:
+        calls.append(kwargs)
+        return pipeline.BatchSummary()
+
+    monkeypatch.setattr(pipeline, "run_batch", fake_run_batch)
+    runner = CliRunner()
+    base = ["--state-dir", str(tmp_path), "batch", "run", "--no-training", "--no-materialize"]
+    result = runner.invoke(app, [*base, "--dataset", "uci:data/retail.xlsx", "--gold-all"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, [*base, "--gold-date", "2024-01-02", "--gold-date", "2024-01-01"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, base)
+    assert result.exit_code == 0, result.output
+    assert [(c["dataset"], c["gold_days"]) for c in calls] == [
+        ("uci:data/retail.xlsx", None),
+        (None, ["2024-01-02", "2024-01-01"]),
+        (None, 2),
+    ]
