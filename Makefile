@@ -20,9 +20,10 @@ demo: setup  ## The main job: engines up, a dataset replayed into Kafka, models 
 	$(LAMBDAREC) demo $(DEMO_ARGS)
 
 test: setup  ## Lint, then unit + integration + e2e tests against real engines (slow-marked e2e excluded)
-	$(VENV)/bin/ruff check src tests bench jobs features
+	$(VENV)/bin/ruff check src tests bench jobs features infra
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	infra/.venv/bin/python -m pytest infra/tests -q
 
 test-unit: setup  ## Fast tests, no engines
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
@@ -34,13 +35,13 @@ bench: setup  ## Benchmarks; JSON results under bench/results/
 	$(PY) bench/run_all.py
 
 lint: setup  ## ruff + mypy
-	$(VENV)/bin/ruff check src tests bench jobs features
-	$(VENV)/bin/ruff format --check src tests bench jobs features
+	$(VENV)/bin/ruff check src tests bench jobs features infra
+	$(VENV)/bin/ruff format --check src tests bench jobs features infra
 	$(VENV)/bin/mypy
 
 format: setup  ## Apply ruff's formatting and import order
-	$(VENV)/bin/ruff check --fix src tests bench jobs features
-	$(VENV)/bin/ruff format src tests bench jobs features
+	$(VENV)/bin/ruff check --fix src tests bench jobs features infra
+	$(VENV)/bin/ruff format src tests bench jobs features infra
 
 clean:  ## Stop services and remove local state and built artifacts (keeps environments and jars)
 	-$(LAMBDAREC) services down

@@ -29,6 +29,10 @@ step "syncing .venv from uv.lock"
 step "syncing jobs/flink/.venv from jobs/flink/uv.lock"
 (cd jobs/flink && "$root/$uv" sync --frozen --python "$py" --quiet)
 
+# 3b. The Pulumi program's own environment: pulumi pins protobuf below the 7 the main env needs.
+step "syncing infra/.venv from infra/uv.lock"
+(cd infra && "$root/$uv" sync --frozen --python "$py" --quiet)
+
 # 4. JVM artifacts, one classpath folder per profile of jvm/pom.xml.
 stamp_of() { sha256sum jvm/pom.xml | cut -c1-16; }
 for profile in kafka flink spark; do
