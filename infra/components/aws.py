@@ -34,6 +34,7 @@ import pulumi_kubernetes as k8s
 
 from components.config import AwsArgs, StackArgs
 from components.images import IMAGES, OwnImages, OwnImagesArgs
+from components.local import STATE_DIR, pusher_command
 from components.wiring import REPO_ROOT, service_env
 from lambdarec import names
 from lambdarec.runtime import topology
@@ -370,8 +371,13 @@ class K8sWorkload(pulumi.ComponentResource):
                                 resources=k8s.core.v1.ResourceRequirementsArgs(
                                     requests={"cpu": args.cpu, "memory": args.memory}
                                 ),
+                                # Scratch only (metrics file, caches): durable state is on S3 / Redis / RDS.
+                                volume_mounts=[k8s.core.v1.VolumeMountArgs(name="scratch", mount_path=STATE_DIR)],
                             )
-                        ]
+                        ],
+                        volumes=[
+                            k8s.core.v1.VolumeArgs(name="scratch", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())
+                        ],
                     ),
                 ),
             ),
@@ -840,6 +846,9 @@ class AwsStack(pulumi.ComponentResource):
             "LAMBDAREC_ENV": args.settings_env,
             "LAMBDAREC_SECRET_KEY": pulumi.Output.secret(secrets["secretKey"]),
             "LAMBDAREC_LAKE_DIR": lake.apply(lambda b: f"s3://{b}/lake"),
+            # Feast's registry is shared by the pusher, the recommender and the DAGs: on S3.
+            "FEAST_DIR": lake.apply(lambda b: f"s3://{b}/feast"),
+            "LAMBDAREC_STATE_DIR": STATE_DIR,
         }
         pusher_env = service_env(names.STREAM_PUSHER_SERVICE, overrides=overrides, extra=platform_env)
         self.pusher = K8sWorkload(
@@ -848,17 +857,7 @@ class AwsStack(pulumi.ComponentResource):
                 topology.STREAM_PUSHER,
                 img["recommender"],
                 pusher_env,
-                command=[
-                    "python",
-                    "-m",
-                    "lambdarec.stream.pusher",
-                    "--bootstrap",
-                    self.kafka.bootstrap,
-                    "--env",
-                    args.settings_env,
-                    "--metrics",
-                    "/tmp/metrics.json",
-                ],
+                command=pusher_command(self.kafka.bootstrap, args.settings_env),
             ),
             self.kubernetes,
             opts=pulumi.ResourceOptions(

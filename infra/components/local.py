@@ -274,6 +274,23 @@ def mlflow_command() -> list[str]:
     ]
 
 
+def pusher_command(bootstrap: pulumi.Input[str], settings_env: str) -> list[pulumi.Input[str]]:
+    """The stream pusher (``lambdarec.stream.pusher``) into the project's Feast store, as ``stream start`` runs it."""
+    return [
+        "python",
+        "-m",
+        "lambdarec.stream.pusher",
+        "--bootstrap",
+        bootstrap,
+        "--metrics",
+        f"{STATE_DIR}/services/{names.STREAM_PUSHER_SERVICE}/metrics.json",
+        "--env",
+        settings_env,
+        "--state-dir",
+        STATE_DIR,
+    ]
+
+
 def redis_command(args: StackArgs) -> list[str]:
     """``redis-server`` with an append-only file; the online store must not evict features silently."""
     return [
@@ -428,19 +445,7 @@ class LocalStack(pulumi.ComponentResource):
                 ContainerSpec(
                     "",
                     img["recommender"],
-                    command=[
-                        "python",
-                        "-m",
-                        "lambdarec.stream.pusher",
-                        "--bootstrap",
-                        topology.KAFKA.address(names.KAFKA_SERVICE),
-                        "--metrics",
-                        f"{STATE_DIR}/services/{names.STREAM_PUSHER_SERVICE}/metrics.json",
-                        "--env",
-                        args.settings_env,
-                        "--state-dir",
-                        STATE_DIR,
-                    ],
+                    command=pusher_command(topology.KAFKA.address(names.KAFKA_SERVICE), args.settings_env),
                     volumes={"state": STATE_DIR},
                 )
             ],

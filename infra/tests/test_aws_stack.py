@@ -77,6 +77,7 @@ def test_environment_comes_from_the_topology_with_managed_endpoints(rec: Recorde
     assert "secretKeyRef" in recommender[topology.REDIS_URL_ENV]
     pusher = _env(_container(rec, names.STREAM_PUSHER_SERVICE))
     assert pusher[topology.KAFKA_BOOTSTRAP_ENV] == "b-1.msk.internal:9092,b-2.msk.internal:9092"
+    assert pusher["FEAST_DIR"] == recommender["FEAST_DIR"] and pusher["FEAST_DIR"].startswith("s3://lambdarec-lake-")
     mlflow = _env(_container(rec, names.MLFLOW_SERVICE))
     assert mlflow[topology.MLFLOW_DB_URI_ENV] == "postgresql://mlflow@mlflow-db.rds.internal:5432/mlflow"
     flink = rec.get(names.STREAM_JOB_SERVICE, "kubernetes:flink.apache.org/v1beta1:FlinkDeployment").inputs

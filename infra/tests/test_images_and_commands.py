@@ -24,6 +24,7 @@ from components.local import (
     flink_submit_command,
     kafka_env,
     mlflow_command,
+    pusher_command,
     redis_command,
     spark_command,
 )
@@ -148,8 +149,9 @@ def test_pusher_accepts_the_arguments() -> None:
         pytest.skip(".venv missing: run `make setup`")
     result = _run([str(MAIN_PY), "-m", "lambdarec.stream.pusher", "--help"], timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
-    known = _long_options(result.stdout)
-    assert {"--bootstrap", "--metrics", "--env", "--state-dir"} <= known
+    command = pusher_command("kafka:9092", "staging")
+    assert command[:3] == ["python", "-m", "lambdarec.stream.pusher"]
+    assert _used_options([str(a) for a in command[3:]]) <= _long_options(result.stdout)
 
 
 def test_redis_server_accepts_the_arguments(tmp_path: Path) -> None:
