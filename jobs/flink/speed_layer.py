@@ -292,6 +292,11 @@ def job_configuration(args: argparse.Namespace) -> dict[str, str]:
         "execution.checkpointing.incremental": str(args.state_backend == "rocksdb").lower(),
         "rest.port": str(args.rest_port),
         "rest.address": "127.0.0.1",
+        # Flink binds every interface unless told: the REST API, the blob server, the task manager.
+        "rest.bind-address": "127.0.0.1",
+        "jobmanager.bind-host": "127.0.0.1",
+        "taskmanager.bind-host": "127.0.0.1",
+        "taskmanager.host": "127.0.0.1",
         "parallelism.default": str(args.parallelism),
         "pipeline.name": JOB_NAME,
         # No mini-batches: heap state is cheap per event, and the sinks' buffers already
@@ -315,6 +320,34 @@ def job_configuration(args: argparse.Namespace) -> dict[str, str]:
     return config
 
 
+def _python_workers_on_loopback() -> None:
+    """Make PyFlink's Python worker pool listen on 127.0.0.1.
+
+    On a mini-cluster PyFlink serves its Python UDF workers from a gRPC server in this process
+    (``BeamFnLoopbackWorkerPoolServicer.start``), bound to ``[::]:0``, every interface, with no
+    setting to change it; this replaces ``start`` with the same server bound to loopback.
+    """
+    import atexit
+    import functools
+
+    import grpc
+    from apache_beam.portability.api import beam_fn_api_pb2_grpc
+    from apache_beam.utils import thread_pool_executor
+    from pyflink.fn_execution.beam.beam_worker_pool_service import BeamFnLoopbackWorkerPoolServicer
+
+    def start(self: Any) -> str:
+        if not self._worker_address:
+            server = grpc.server(thread_pool_executor.shared_unbounded_instance())
+            port = server.add_insecure_port("127.0.0.1:0")
+            beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(self, server)
+            server.start()
+            self._worker_address = f"127.0.0.1:{port}"
+            atexit.register(functools.partial(server.stop, 1))
+        return str(self._worker_address)
+
+    BeamFnLoopbackWorkerPoolServicer.start = start  # type: ignore[method-assign]
+
+
 def build_job(args: argparse.Namespace) -> Any:
     """The job's statement set, ready to execute (nothing runs yet).
 
@@ -323,6 +356,7 @@ def build_job(args: argparse.Namespace) -> Any:
     from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
     from pyflink.table.udf import udf
 
+    _python_workers_on_loopback()
     settings = EnvironmentSettings.new_instance().in_streaming_mode().build()
     t_env = TableEnvironment.create(settings)
     conf = t_env.get_config()

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     )
     secret_key: SecretStr = SecretStr(_DEFAULT_SECRET)
     max_clock_skew_s: int = Field(default=86_400, ge=0, description="Events further in the future are rejected.")
+    listen_host: Literal["127.0.0.1", "0.0.0.0"] = Field(  # noqa: S104 - opt-in, documented in the README
+        default="127.0.0.1",
+        description=(
+            "Where the embedded Kafka and MLflow listen: loopback (this machine only) by default; "
+            "`0.0.0.0` opens them to the network (see the README on what then protects them)."
+        ),
+    )
     kafka: KafkaSettings = KafkaSettings()
     milvus: MilvusSettings = MilvusSettings()
     mlflow: MlflowSettings = MlflowSettings()
