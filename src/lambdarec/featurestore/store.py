@@ -93,7 +93,35 @@ def open_store(settings: Settings, config_path: Path | None = None) -> FeatureSt
     data = load_config_dict(settings, config_path)
     feast_dir(settings).mkdir(parents=True, exist_ok=True)
     config = RepoConfig(repo_path=feature_repo_dir(), **data)
+    tolerate_unmatched_entities()
     return FeatureStore(config=config)
+
+
+def tolerate_unmatched_entities() -> None:
+    """Let Feast's file (dask) offline store answer entity rows that match no feature row.
+
+    Feast 0.67 left-joins the entity rows to each view and sorts the result by the feature
+    timestamp; an entity without a row (an anonymous user, an item without stats yet) leaves a
+    null there, and dask >= 2025 refuses to compute sort divisions over nulls
+    (``NotImplementedError``, or ``TypeError`` comparing None). Feast already retries that sort
+    on one partition for another dask failure (dask/dask#8939); this does the same for these
+    two, so such rows come back with null features, as every other offline store returns them.
+    Idempotent; called when a store is opened, never at import.
+    """
+    from feast.infra.offline_stores import dask as feast_dask
+
+    original = feast_dask._drop_duplicates  # noqa: SLF001 - the one function that sorts
+    if getattr(original, "_lambdarec_tolerant", False):
+        return
+
+    def drop_duplicates(df_to_join: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(df_to_join, *args, **kwargs)
+        except (NotImplementedError, TypeError):
+            return original(df_to_join.repartition(npartitions=1), *args, **kwargs)
+
+    drop_duplicates._lambdarec_tolerant = True  # type: ignore[attr-defined]
+    feast_dask._drop_duplicates = drop_duplicates  # noqa: SLF001
 
 
 def load_definitions(settings: Settings) -> list[Any]:

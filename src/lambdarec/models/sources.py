@@ -82,10 +82,12 @@ class OfflineFeatureSource:
         result: pd.DataFrame = self.store.get_historical_features(
             entity_df=frame, features=self._service(service)
         ).to_df()
-        result = result.sort_values("_row").reset_index(drop=True)
-        if len(result) != n:
-            raise RuntimeError(f"{service}: {n} entity rows in, {len(result)} out (Feast dropped rows)")
-        return _columns(result)
+        # The file offline store drops an entity row that no view has a value for (feast#6787):
+        # put it back with null features, as the online store answers an unknown key.
+        result = result.drop_duplicates("_row").set_index("_row").reindex(range(n))
+        for column, values in entities.items():
+            result[column] = values
+        return _columns(result.reset_index(drop=True))
 
     def query_rows(self, session_ids: Sequence[str], user_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
         """``retrieval_v2`` as of each moment."""
