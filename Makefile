@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LAMBDAREC := $(VENV)/bin/lambdarec
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-unit test-integration test-all bench lint format clean
+.PHONY: help setup demo test test-unit bench lint format clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -19,17 +19,14 @@ DEMO_ARGS ?=
 demo: setup  ## The main job: engines up, a dataset replayed into Kafka, models trained + indexed, a summary
 	$(LAMBDAREC) demo $(DEMO_ARGS)
 
-test: setup  ## Lint, then unit + integration + e2e tests against real engines (slow-marked e2e excluded)
+test: setup  ## Lint, then every test (unit, integration, e2e) on the real engines; CI=true fails on any unlisted skip
 	$(VENV)/bin/ruff check src tests bench jobs features infra
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 	infra/.venv/bin/python -m pytest infra/tests -q
 
 test-unit: setup  ## Fast tests, no engines
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
-
-test-all: setup  ## Everything, slow tests included
-	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup  ## Benchmarks; JSON results under bench/results/
 	$(PY) bench/run_all.py
