@@ -1,17 +1,13 @@
-"""Helpers of the speed-layer integration tests.
-
-A minimal Feast repo (SQLite online store) built from the names in lambdarec.names, so the
-online path is tested for real whatever the project's ``features/`` holds.
-"""
+"""Helpers of the speed-layer integration tests (the online store is the project's ``features/`` repo)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
-from lambdarec.stream.feast_local import build_session_repo, online_session_features
+from lambdarec.stream.feast_local import online_session_features
 
-__all__ = ["build_session_repo", "job_args", "online_session_features", "wait_for"]
+__all__ = ["job_args", "online_session_features", "wait_for"]
 
 
 def job_args(topics: dict[str, str], *extra: str) -> list[str]:

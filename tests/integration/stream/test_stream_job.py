@@ -2,45 +2,59 @@
 
 One job runs for the whole module (PyFlink takes ~20-40 s to start on 2 cores); the tests
 run in order: parity with the batch fold and bad bytes → DLQ; then kill -9 and restart from
-the checkpoint with a recount; then the pusher into a real Feast online store (SQLite).
+the checkpoint with a recount; then the pusher into the project's Feast repo (``features/``, SQLite online
+store) for the session, user and item views.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-from stream_helpers import build_session_repo, job_args, online_session_features, wait_for
+from stream_helpers import job_args, online_session_features, wait_for
 
 from lambdarec import names
 from lambdarec.events.consumer import read_topic
 from lambdarec.features.session import fold_session
+from lambdarec.featurestore.store import apply as apply_feature_repo
+from lambdarec.featurestore.store import open_store
+from lambdarec.runtime.exposure import exposed_sockets, listening_sockets
+from lambdarec.runtime.service import ServiceRecord
 from lambdarec.runtime.supervisor import Supervisor, tail
 from lambdarec.settings import Settings
-from lambdarec.stream.pusher import newest_per_session
-from lambdarec.stream.service import PusherService, StreamJobService, latest_checkpoint
+from lambdarec.stream.pusher import FEEDS, Feed, newest_per_key, newest_per_session
+from lambdarec.stream.service import PusherService, StreamJobService, job_overview, latest_checkpoint
 
 EVENT_TYPES = ("view", "view", "view", "cart", "purchase")
+BEAM_GRPC_SERVERS = 6  # the Python operator's Beam servers in the JVM, which listen on every interface
 
 
-def make_events(prefix: str, sessions: int, per_session: int, base_ms: int, seed: int) -> list[dict[str, Any]]:
-    """Events for ``sessions`` sessions, shuffled (out of order), with some duplicates."""
+def make_events(
+    prefix: str, sessions: int, per_session: int, base_ms: int, seed: int, idle_every: int = 0
+) -> list[dict[str, Any]]:
+    """Events for ``sessions`` sessions, shuffled (out of order), with some duplicates.
+
+    With ``idle_every``, every such session sits idle 45, 60 or 75 minutes halfway through: it
+    stays one session (the key is the shop's session id, idle time splits nothing).
+    """
     rng = random.Random(seed)
     events = []
     for s in range(sessions):
+        idle_ms = (45 + 15 * (s // idle_every % 3)) * 60_000 if idle_every and s % idle_every == 0 else 0
         for i in range(per_session):
             events.append(
                 {
                     "event_id": f"{prefix}-{s}-{i}",
-                    "event_time": base_ms + s * 1000 + i * 700 + rng.randint(0, 300),
+                    "event_time": base_ms + s * 1000 + i * 700 + rng.randint(0, 300) + idle_ms * (2 * i >= per_session),
                     "session_id": f"s{s}",
                     "user_id": f"u{s % 5}",
                     "item_id": f"i{rng.randint(0, 40)}",
@@ -102,8 +116,9 @@ def test_session_features_equal_the_batch_fold_and_bad_bytes_go_to_the_dlq(
     published: list[dict[str, Any]],
 ) -> None:
     supervisor, service = job
-    base = int(time.time() * 1000) - 3_600_000
-    events = make_events("a", sessions=25, per_session=12, base_ms=base, seed=1)
+    # Three hours back, so that sessions resuming after their idle gap still lie in the past.
+    base = int(time.time() * 1000) - 3 * 3_600_000
+    events = make_events("a", sessions=25, per_session=12, base_ms=base, seed=1, idle_every=4)
     garbage = [b"\xff\xfe\x00 not utf-8", b"not json at all", b'{"event_id": "x"}', b"[1, 2]", b""]
     produce(stream_topics["source"], [*events[:150], *garbage, *events[150:]])
     published.extend(events)
@@ -131,6 +146,46 @@ def test_session_features_equal_the_batch_fold_and_bad_bytes_go_to_the_dlq(
     users = read_topic(kafka_bootstrap, stream_topics["user"], timeout_s=10)
     assert {row[names.USER_ID] for row in users} == {f"u{i}" for i in range(5)}
     assert all(len(row[names.USER_RECENT_ITEMS]) <= 20 for row in users)
+
+
+def test_the_job_listens_on_loopback_only(job: tuple[Supervisor, StreamJobService]) -> None:
+    """The mini-cluster's REST API, its RPC and blob servers and the Python workers stay on this machine."""
+    _, service = job
+    record = ServiceRecord.load(service.record_path)
+    assert record is not None
+    found = listening_sockets(record.pid)
+    assert any(s.port == record.ports["rest_port"] for s in found), found  # the check sees the REST port
+    exposed = exposed_sockets(record.pid)
+    # The known exception: Beam's gRPC servers in the Flink JVM for the Python UDF operator (control,
+    # data, state, logging, artifact retrieval, provisioning) bind every interface, as Beam's
+    # ServerFactory.createServer builds them with NettyServerBuilder.forPort(port), dropping the
+    # loopback address it was given; no Flink setting reaches them. Nothing else may be exposed.
+    assert all(s.process == "java" and s.port != record.ports["rest_port"] for s in exposed), exposed
+    assert len(exposed) <= BEAM_GRPC_SERVERS, f"the Flink job listens beyond loopback: {exposed}"
+
+
+def test_the_running_job_checkpoints_exactly_once(job: tuple[Supervisor, StreamJobService]) -> None:
+    """What Flink itself reports for the running job (a misspelt option would be silently ignored)."""
+    _, service = job
+    record = ServiceRecord.load(service.record_path)
+    assert record is not None
+    rest = f"http://127.0.0.1:{record.ports['rest_port']}"
+    (running,) = [j for j in job_overview(record.ports["rest_port"]) if j["state"] == "RUNNING"]
+    config = rest_json(f"{rest}/jobs/{running['jid']}/checkpoints/config")
+    assert config["mode"] == "exactly_once"
+    assert config["interval"] == 1000  # --checkpoint-ms 1000 (job_args)
+    assert config["externalization"]["enabled"] and not config["externalization"]["delete_on_cancellation"]
+    wait_for(
+        lambda: rest_json(f"{rest}/jobs/{running['jid']}/checkpoints")["counts"]["completed"] > 0,
+        30,
+        "a completed checkpoint",
+    )
+
+
+def rest_json(url: str) -> dict[str, Any]:
+    """GET a Flink REST resource."""
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback http only
+        return dict(json.load(response))
 
 
 def test_kill_and_restart_from_checkpoint_recounts_exactly(
@@ -183,12 +238,14 @@ def test_pusher_makes_the_features_visible_in_the_feast_online_store(
     stream_topics: dict[str, str],
     produce: Callable[[str, list[Any]], None],
     published: list[dict[str, Any]],
-    tmp_path: Path,
 ) -> None:
-    store = build_session_repo(tmp_path / "feast")
-    pusher = PusherService(
-        stream_settings, kafka_bootstrap, tmp_path / "feast", pusher_args=["--topic", stream_topics["session"]]
-    )
+    # The project's Feast repo (features/, environments/local/feature_store.yaml), applied to this
+    # module's state folder: the pusher writes the session, user and item views the services read.
+    apply_feature_repo(stream_settings)
+    store = open_store(stream_settings)
+    topics = ["--topic", stream_topics["session"], "--user-topic", stream_topics["user"]]
+    topics += ["--item-topic", stream_topics["item"], "--group-id", f"pusher-{stream_topics['session']}"]
+    pusher = PusherService(stream_settings, kafka_bootstrap, pusher_args=topics)
     supervisor = Supervisor(stream_settings, [pusher])
     supervisor.up()
     try:
@@ -206,8 +263,34 @@ def test_pusher_makes_the_features_visible_in_the_feast_online_store(
             )
 
         wait_for(visible, 90, "the session features in the online store")
+        # The user and item views hold the newest row of each key on their topics.
+        users = newest_rows(kafka_bootstrap, stream_topics["user"], FEEDS["user"])
+        assert set(users) == {event["user_id"] for event in published}
+        wait_for(lambda: online_equals_topic(store, FEEDS["user"], users), 30, "the user features online")
+        wait_for(
+            lambda: online_equals_topic(
+                store, FEEDS["item"], newest_rows(kafka_bootstrap, stream_topics["item"], FEEDS["item"])
+            ),
+            30,
+            "the item features online",
+        )
         metrics = pusher.metrics_path
         wait_for(lambda: metrics.exists() and '"lag_p99_ms": null' not in metrics.read_text(), 10, "freshness")
         assert "lambdarec_stream_freshness_ms" in metrics.with_suffix(".prom").read_text()
     finally:
         supervisor.down()
+
+
+def newest_rows(bootstrap: str, topic: str, feed: Feed) -> dict[str, Any]:
+    """The newest row of each key on a feature topic (tombstones left out)."""
+    rows = [row for row in read_topic(bootstrap, topic, timeout_s=10) if feed.key in row]
+    return dict(newest_per_key(feed, rows))
+
+
+def online_equals_topic(store: Any, feed: Feed, newest: dict[str, Any]) -> bool:
+    """True when the online store holds exactly the newest row of each key (and there is one)."""
+    if not newest:
+        return False
+    refs = [f"{feed.feature_view}:{f}" for f in feed.features]
+    online = store.get_online_features(features=refs, entity_rows=[{feed.key: key} for key in newest]).to_dict()
+    return all(online[f][i] == row[f] for i, row in enumerate(newest.values()) for f in feed.features)

@@ -104,7 +104,11 @@ def test_the_proto_path_writes_the_bytes_store_push_writes(store: Any, kind: str
     clear(store, feed.feature_view)
     assert push_frame(store, feed, rows) == len(rows)  # Feast's DataFrame path: store.push
     through_push = table_rows(store, feed.feature_view)
-    assert len(through_push) >= len(rows) * len(feed.features) - 2
+    # One online row per entity and feature, None values included (stored as an empty value).
+    cells = [(entity_key, feature) for entity_key, feature, *_ in through_push]
+    assert len(cells) == len(set(cells)) == len(rows) * len(feed.features)
+    assert {feature for _, feature in cells} == set(feed.features)
+    assert len({entity_key for entity_key, _ in cells}) == len(rows)
     clear(store, feed.feature_view)
     writer = FeedWriter(store, feed)
     assert writer._writer is not None, "the proto path is used"

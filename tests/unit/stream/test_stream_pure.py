@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -79,28 +80,55 @@ def test_dead_letters_keep_the_raw_bytes_the_reason_and_the_origin(job: ModuleTy
     assert "PARSE_CLICK" in letter["reason"] and letter["raw"]
 
 
-def test_job_sql_writes_the_feature_names_the_feature_store_reads(job: ModuleType) -> None:
-    args = job.parse_args(["--bootstrap", "b:9092", "--state-dir", "/tmp/x"])
-    sql = "\n".join(job.job_statements(args))
-    for name in (names.SESSION_ID, *names.SESSION_FEATURES, names.USER_RECENT_ITEMS, names.ITEM_TRENDING_COUNT):
-        assert name in sql
-    for topic in (names.CLICKS_TOPIC, names.CLICKS_DLQ_TOPIC, names.SESSION_FEATURES_TOPIC,
-                  names.USER_FEATURES_TOPIC, names.ITEM_FEATURES_TOPIC):  # fmt: skip
-        assert f"'topic' = '{topic}'" in sql
-    inserts = [s for s in job.job_statements(args) if s.lstrip().startswith("INSERT")]
-    assert len(inserts) == 4
+FLINK_TO_FEAST = {"STRING": "String", "BIGINT": "Int64", "DOUBLE": "Float64", "ARRAY<STRING>": "Array(String)"}
+
+
+def sink_table(statements: list[str], table: str) -> tuple[dict[str, str], str, str]:
+    """Columns (name: Flink type), primary key and topic of one of the job's upsert-kafka sinks."""
+    head = f"CREATE TEMPORARY TABLE {table} ("
+    ddl = next(s for s in statements if s.startswith(head))
+    body, rest = ddl[len(head) :].split(", PRIMARY KEY (", 1)
+    columns = dict(column.strip().split(" ", 1) for column in body.split(", "))
+    topic = re.search(r"'topic' = '([^']+)'", rest)
+    assert topic is not None
+    return columns, rest.split(")", 1)[0], topic.group(1)
+
+
+@pytest.mark.parametrize("kind", ["session", "user", "item"])
+def test_each_sink_writes_the_features_its_feast_view_reads(job: ModuleType, tmp_path: Path, kind: str) -> None:
+    """The job's sink columns against the project's Feast repo: same names, same types, same key."""
+    pytest.importorskip("feast")
+    from feast import FeatureView
+
+    from lambdarec.featurestore.store import load_definitions
+    from lambdarec.settings import load_settings
+    from lambdarec.stream.pusher import FEEDS
+
+    feed = FEEDS[kind]
+    args = job.parse_args(["--bootstrap", "b:9092", "--state-dir", str(tmp_path)])
+    columns, key, topic = sink_table(job.job_statements(args), f"{kind}_sink")
+    assert topic == getattr(args, f"{kind}_topic")
+    assert key == feed.key and columns[key] == "STRING"
+    assert columns[feed.event_time] == "BIGINT"  # the row's Feast timestamp (epoch ms)
+    definitions = load_definitions(load_settings("local", state_dir=tmp_path))
+    view = next(d for d in definitions if isinstance(d, FeatureView) and d.name == feed.feature_view)
+    assert {f.name: str(f.dtype) for f in view.features} == {f: FLINK_TO_FEAST[columns[f]] for f in feed.features}
+
+
+def test_sessions_only_runs_the_session_and_dead_letter_inserts(job: ModuleType) -> None:
+    inserts = [s for s in job.job_statements(job.parse_args([])) if s.lstrip().startswith("INSERT")]
+    assert [s.split()[2] for s in inserts] == ["dlq_sink", "session_sink", "user_sink", "item_sink"]
     only_sessions = job.parse_args(["--sessions-only"])
     inserts = [s for s in job.job_statements(only_sessions) if s.lstrip().startswith("INSERT")]
     assert [s.split()[2] for s in inserts] == ["dlq_sink", "session_sink"]
 
 
-def test_job_configuration_checkpoints_exactly_once_and_restores(job: ModuleType, tmp_path: Path) -> None:
-    args = job.parse_args(["--state-dir", str(tmp_path), "--checkpoint-ms", "1500"])
-    config = job.job_configuration(args)
-    assert config["execution.checkpointing.mode"] == "EXACTLY_ONCE"
-    assert config["execution.checkpointing.interval"] == "1500 ms"
-    assert config["execution.checkpointing.dir"] == (tmp_path / "checkpoints").as_uri()
+def test_restore_argument_becomes_the_recovery_path(job: ModuleType, tmp_path: Path) -> None:
+    """What ``--restore`` sets; that the checkpoints are exactly-once and restore a recount exactly is
+    checked on the running job (tests/integration/stream/test_stream_job.py)."""
+    config = job.job_configuration(job.parse_args(["--state-dir", str(tmp_path)]))
     assert "execution.state-recovery.path" not in config
+    assert config["execution.checkpointing.dir"] == (tmp_path / "checkpoints").as_uri()
     restored = job.job_configuration(job.parse_args(["--restore", "/ckpt/chk-3"]))
     assert restored["execution.state-recovery.path"] == "/ckpt/chk-3"
 
