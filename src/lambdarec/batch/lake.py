@@ -2,7 +2,7 @@
 
 ```
 <lake>/bronze/clicks/ingest=<run>/event_date=YYYY-MM-DD/*.parquet   raw Kafka records
-<lake>/silver/events/event_date=YYYY-MM-DD/*.parquet                clean, deduplicated, sessionized
+<lake>/silver/events/event_date=YYYY-MM-DD/*.parquet                clean, deduplicated events
 <lake>/gold/<table>/date=YYYY-MM-DD/*.parquet                       daily snapshots (features, sets)
 <lake>/quarantine/<stage>/...                                       what a stage could not use, with why
 <lake>/_offsets/<topic>.json                                        the committed Kafka offsets
@@ -41,7 +41,7 @@ class Lake:
 
     @property
     def silver(self) -> Path:
-        """Clean, deduplicated, sessionized events."""
+        """Clean, deduplicated events."""
         return self.root / "silver" / "events"
 
     def gold(self, table: str) -> Path:

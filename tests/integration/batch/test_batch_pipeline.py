@@ -232,3 +232,32 @@ def test_parity_spark_batch_vs_streaming_fold(built: dict, shop_events: pa.Table
 
 def test_quarantine_is_under_the_lake(batch_lake: Lake, built: dict) -> None:
     assert Path(batch_lake.quarantine("silver") / f"event_date={LAST}").is_dir()
+
+
+def test_item_brand_and_recent_items_on_handmade_events(spark: object) -> None:
+    """Brand: the latest event that has one; recent items: each at its latest occurrence, newest last, ties by id."""
+    from pyspark.sql import functions as F
+
+    from lambdarec.batch.gold import _in_windows, _snapshots, item_stats, user_history
+
+    t0 = day_start_ms(parse_date(LAST))
+    rows = [  # (event_id, time, item, brand)
+        ("e1", t0 + 1, "x", "acme"),
+        ("e2", t0 + 2, "x", "zeta"),
+        ("e3", t0 + 3, "x", None),  # the latest event of x has no brand: zeta stays
+        ("e4", t0 + 4, "y", None),
+        ("e6", t0 + 5, "z", "b"),
+        ("e5", t0 + 5, "y", None),  # same millisecond as e6: e5 < e6 by id, so y is older than z
+        ("e7", t0 + 6, "x", None),  # x again: it moves to the end
+    ]
+    frame = spark.createDataFrame(  # type: ignore[attr-defined]
+        [(i, t, "s", "u", item, "view", 1.0, "c", brand, LAST) for i, t, item, brand in rows],
+        "event_id string, event_time long, session_id string, user_id string, item_id string, "
+        "event_type string, price double, category string, brand string, event_date string",
+    ).withColumn("event_date", F.to_date("event_date"))
+    tagged = _in_windows(frame, _snapshots(spark, [LAST]))  # type: ignore[arg-type]
+    brands = {r["item_id"]: r["item_brand"] for r in item_stats(tagged).collect()}
+    assert brands == {"x": "zeta", "y": None, "z": "b"}
+    (user,) = user_history(tagged).collect()
+    assert user["user_recent_items_30d"] == ["y", "z", "x"]
+    assert user["user_visits_30d"] == 1
