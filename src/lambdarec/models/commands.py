@@ -156,9 +156,15 @@ def evaluate_command(
     print their quality on the dataset's future beside the baselines."""
     from lambdarec.batch.pipeline import run_batch
     from lambdarec.evaluate.report import render_table, write_report
-    from lambdarec.models.data import DatasetError
+    from lambdarec.models.data import DatasetError, load_events
 
     _limit_threads()
+    try:
+        # Fails fast (unknown adapter, missing file, too few events) before Spark starts.
+        load_events(dataset)
+    except (DatasetError, FileNotFoundError, ValueError) as err:
+        err_console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(1) from None
     base = _settings()
     name = dataset.split(":", 1)[0]
     # A private state folder per dataset: its lake and feature store do not mix with the shop's.

@@ -23,11 +23,19 @@ def tiny_events() -> Any:
 
 
 @pytest.fixture(scope="session")
-def tiny_split(tiny_events: Any) -> Any:
-    """The temporal split of ``tiny_events``."""
+def tiny_source(tiny_events: Any) -> Any:
+    """The feature services' rows of ``tiny_events``, computed in process (a unit-test stand-in)."""
+    from fake_source import EventFeatureSource
+
+    return EventFeatureSource(tiny_events)
+
+
+@pytest.fixture(scope="session")
+def tiny_split(tiny_events: Any, tiny_source: Any) -> Any:
+    """The temporal split of ``tiny_events``, read through ``tiny_source``."""
     from lambdarec.models.data import temporal_split
 
-    return temporal_split(tiny_events)
+    return temporal_split(tiny_events, tiny_source)
 
 
 @pytest.fixture(scope="session")
@@ -41,5 +49,5 @@ def tiny_config() -> Any:
         two_tower=TwoTowerConfig(dim=16, hidden=32, epochs=3, batch_size=256),
         deepfm=DeepFMConfig(embedding_dim=4, hidden=(16,), epochs=3, batch_size=512),
         retrieval_k=30,
-        covisit_k=10,
+        neighbour_k=10,
     )

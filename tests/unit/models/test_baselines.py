@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
+from fake_source import EventFeatureSource
 
 from lambdarec.evaluate.baselines import ItemKnn, MostPopular, SessionKnn
-from lambdarec.models.data import PAD, build_catalogue, build_examples
+from lambdarec.models.data import examples_from_rows, fit_vocabulary
+from lambdarec.models.inputs import PAD
 
 
 def _log() -> pd.DataFrame:
@@ -30,7 +32,8 @@ def _log() -> pd.DataFrame:
 
 def test_baselines_follow_their_definition() -> None:
     log = _log()
-    catalogue = build_catalogue(log)
+    items = sorted(log["item_id"].unique())
+    catalogue = fit_vocabulary(log, EventFeatureSource(log).candidate_rows([""] * len(items), items, [0] * len(items)))
     query = pd.concat(
         [
             log,
@@ -38,7 +41,10 @@ def test_baselines_follow_their_definition() -> None:
             log.iloc[[0]].assign(event_id="q2", session_id="q", event_time=1001, item_id="c"),
         ]
     )
-    examples = build_examples(query, catalogue)
+    rows = EventFeatureSource(query).query_rows(
+        query["session_id"].tolist(), query["user_id"].tolist(), (query["event_time"] - 1).tolist()
+    )
+    examples = examples_from_rows(query, rows, catalogue)
     last = examples.subset(examples.session_id == "q")  # prefix ["a"], target "c"
     index = catalogue.item_index
     assert MostPopular(catalogue).recommend(last, 2)[0].tolist()[0] == index["c"]

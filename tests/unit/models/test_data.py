@@ -7,18 +7,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from fake_source import EventFeatureSource
 
 from lambdarec.models.data import (
     MIN_EVENTS,
-    PAD,
     DatasetError,
     DatasetTooSmallError,
-    build_catalogue,
-    build_examples,
     dataset_fingerprint,
+    examples_from_rows,
+    fit_vocabulary,
     load_events,
     temporal_split,
 )
+from lambdarec.models.inputs import PAD
+
+
+def _examples(events: pd.DataFrame) -> Any:
+    """Every event as a target, read through the in-process stand-in one millisecond before it."""
+    source = EventFeatureSource(events)
+    items = sorted(events["item_id"].astype(str).unique())
+    vocab = fit_vocabulary(events, source.candidate_rows([""] * len(items), items, [0] * len(items)))
+    rows = source.query_rows(
+        events["session_id"].tolist(), events["user_id"].tolist(), (events["event_time"] - 1).tolist()
+    )
+    return examples_from_rows(events, rows, vocab), vocab
 
 
 def _events(rows: list[tuple[int, str, str, str]], **extra: Any) -> pd.DataFrame:
@@ -42,32 +54,32 @@ def test_split_trains_only_on_the_past(tiny_split: Any) -> None:
     assert (split.train.target != PAD).all()
 
 
-def test_examples_use_the_session_prefix_from_the_shared_fold() -> None:
+def test_examples_use_the_session_prefix_from_the_feature_rows() -> None:
     events = _events([(1000, "s", "a", "view"), (2000, "s", "b", "view"), (3000, "s", "c", "purchase")])
-    catalogue = build_catalogue(events)
-    examples = build_examples(load_events(pd.concat([events] * 1), limit=None) if False else events, catalogue)
+    examples, vocab = _examples(events)
     # The first event has no prefix; the next two see ["a"] and ["a", "b"].
     assert len(examples) == 2
-    index = catalogue.item_index
+    index = vocab.item_index
     assert examples.session[0, -1] == index["a"] and (examples.session[0, :-1] == PAD).all()
     assert examples.session[1, -2:].tolist() == [index["a"], index["b"]]
     assert examples.target_id.tolist() == ["b", "c"]
     assert examples.weight.tolist() == [1.0, 5.0]  # purchase weighs more than a view
+    assert [list(r) for r in examples.recent_ids] == [["a"], ["a", "b"]]
 
 
 def test_repeated_item_is_not_a_target() -> None:
     events = _events([(1000, "s", "a", "view"), (2000, "s", "a", "view"), (3000, "s", "b", "view")])
-    examples = build_examples(events, build_catalogue(events))
+    examples, _ = _examples(events)
     assert examples.target_id.tolist() == ["b"]
 
 
 def test_nan_prices_and_unknown_content_fall_back_to_bucket_zero() -> None:
     events = _events([(1000 + i, f"s{i % 7}", f"i{i % 11}", "view") for i in range(60)], price=np.nan, category=None)
-    catalogue = build_catalogue(events)
-    assert (catalogue.item_price_bucket == PAD).all()
-    assert (catalogue.item_category == PAD).all()
-    unseen = catalogue.content_of(
-        pd.DataFrame({"item_id": ["never-seen"], "category": ["new"], "brand": [None], "price": [np.nan]})
+    _, vocab = _examples(events)
+    assert (vocab.item_price_bucket == PAD).all()
+    assert (vocab.item_category == PAD).all()
+    unseen = vocab.content_inputs(
+        {"item_id": ["never-seen"], "item_category": ["new"], "item_brand": [None], "item_price_mean_30d": [None]}
     )
     assert unseen["item"].tolist() == [PAD] and unseen["price"].tolist() == [PAD]
 
@@ -82,12 +94,12 @@ def test_empty_and_tiny_datasets_are_rejected_with_the_minimum() -> None:
 def test_one_timestamp_cannot_be_split() -> None:
     events = load_events(_events([(1000, f"s{i}", f"i{i}", "purchase") for i in range(MIN_EVENTS)]))
     with pytest.raises(DatasetTooSmallError, match="timestamp"):
-        temporal_split(events)
+        temporal_split(events, EventFeatureSource(events))
 
 
 def test_one_event_type_is_fine(tiny_events: pd.DataFrame) -> None:
     purchases = tiny_events.assign(event_type="purchase")
-    split = temporal_split(purchases)
+    split = temporal_split(purchases, EventFeatureSource(purchases))
     assert split.stats["event_types"] == ["purchase"]
     assert len(split.train) > 0
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from lambdarec.evaluate.metrics import roc_auc  # noqa: E402
-from lambdarec.models.data import PAD  # noqa: E402
 from lambdarec.models.deepfm import DeepFMConfig, DeepFMModel  # noqa: E402
+from lambdarec.models.inputs import PAD  # noqa: E402
 from lambdarec.models.two_tower import TwoTowerConfig, TwoTowerModel  # noqa: E402
 
 
@@ -33,15 +32,13 @@ def test_cold_start_item_gets_a_content_embedding(tiny_split: Any) -> None:
     model.fit(tiny_split.train)
     cat = tiny_split.catalogue
     some_category = next(iter(cat.categories))
-    new_items = pd.DataFrame(
-        {
-            "item_id": ["brand-new-1", "brand-new-2"],
-            "category": [some_category, "a category never seen"],
-            "brand": [None, None],
-            "price": [12.5, np.nan],
-        }
-    )
-    inputs = cat.content_of(new_items)
+    new_items = {
+        "item_id": ["brand-new-1", "brand-new-2"],
+        "item_category": [some_category, "a category never seen"],
+        "item_brand": [None, None],
+        "item_price_mean_30d": [12.5, None],
+    }
+    inputs = cat.content_inputs(new_items)
     assert inputs["item"].tolist() == [PAD, PAD]
     vectors = model.embed_item_inputs(inputs)
     assert vectors.shape == (2, 16) and np.isfinite(vectors).all()
