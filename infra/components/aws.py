@@ -209,7 +209,7 @@ class OnlineStore(pulumi.ComponentResource):
             opts=child,
         )
         # Feast's Redis connection string: host:port,password=...,ssl=true (secret: it holds the token).
-        self.url = pulumi.Output.secret(
+        self.url: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.concat(self.group.primary_endpoint_address, f":{port},password=", auth_token, ",ssl=true")
         )
         self.register_outputs({"endpoint": self.group.primary_endpoint_address})
@@ -594,7 +594,7 @@ class StreamJob(pulumi.ComponentResource):
                 parent=self, provider=cluster.provider, depends_on=[self.operator, kafka.cluster]
             ),
         )
-        self.register_outputs({"job": self.deployment.metadata})
+        self.register_outputs({"job": names.STREAM_JOB_SERVICE, "state_dir": state_dir})
 
 
 class BatchCompute(pulumi.ComponentResource):

@@ -47,7 +47,7 @@ class ContainerSpec:
 
     suffix: str
     image: pulumi.Input[str]
-    command: Sequence[str] | None = None
+    command: Sequence[pulumi.Input[str]] | None = None
     env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     volumes: Mapping[str, str] = field(default_factory=dict)
     healthcheck: Sequence[str] | None = None

@@ -52,10 +52,7 @@ def service_env(
         if isinstance(host, str):
             values = dict(dep_spec.endpoints(host))
         else:
-            values = {
-                var: pulumi.Output.from_input(host).apply(lambda h, v=var, d=dep_spec: d.endpoints(h)[v])
-                for var in dep_spec.client_env
-            }
+            values = {var: _filled(dep_spec, host, var) for var in dep_spec.client_env}
         given = (overrides or {}).get(dep, {})
         unknown = set(given) - set(dep_spec.client_env)
         if unknown:
@@ -64,6 +61,15 @@ def service_env(
         env.update(values)
     env.update(extra or {})
     return env
+
+
+def _filled(spec: topology.Service, host: pulumi.Input[str], variable: str) -> pulumi.Output[str]:
+    """One client variable of ``spec`` once ``host`` (a managed resource's address) resolves."""
+
+    def fill(resolved: str) -> str:
+        return spec.endpoints(resolved)[variable]
+
+    return pulumi.Output.from_input(host).apply(fill)
 
 
 def env_list(env: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[list[str]]:
