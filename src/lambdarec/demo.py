@@ -278,7 +278,7 @@ def run_demo(
             out.rule("[bold]5. models: train, evaluate, register, build the item index")
             # The models learn from the feature store: silver events as targets, every input
             # read point in time through the feature services serving reads online.
-            models = run_models_stage(settings, console, label=spec, train_budget_s=train_budget_s)
+            models = run_models_stage(settings, console, label=spec, train_budget_s=train_budget_s, max_test=1_000)
 
         if run_stream:
             from lambdarec.stream.commands import stream_report

@@ -37,7 +37,8 @@ def demo_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Run the demo once (services stay up) and stop everything at the end."""
     state = tmp_path_factory.mktemp("demo-state")
     try:
-        run_cli(state, "demo", "--events", "20000", "--train-budget", "30")
+        # Gold for every date and training through the feature store: ~15 min on 2 cores.
+        run_cli(state, "demo", "--events", "20000", "--train-budget", "30", timeout=2400)
         yield state
     finally:
         run_cli(state, "services", "down", check=False)
@@ -64,6 +65,10 @@ def test_demo_trains_registers_and_indexes_the_models(demo_state: Path) -> None:
     assert models["index"]["rows"] > 0 and models["index"]["alias"] == "swapped"
     methods = {row["method"] for row in models["evaluation"]["rows"]}
     assert {"most-popular", "item-kNN", "session-kNN"} <= methods
+    # Trained through the feature store: examples read point in time, the index over the catalogue.
+    assert models["train_from_store_s"] > 0
+    assert models["evaluation"]["split"]["train_examples"] > 100
+    assert models["index"]["rows"] >= models["evaluation"]["split"]["items_in_train"]
 
 
 def test_demo_runs_the_batch_layer_into_the_online_store(demo_state: Path) -> None:

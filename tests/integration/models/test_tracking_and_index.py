@@ -20,6 +20,7 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def trained() -> tuple[Any, Any]:
     """A tiny two-stage recommender trained on seeded synthetic events, with its evaluation."""
+    from fake_source import EventFeatureSource
     from lambdarec.data import generate_events_table
     from lambdarec.evaluate.report import evaluate_split
     from lambdarec.models.data import load_events, temporal_split
@@ -28,14 +29,16 @@ def trained() -> tuple[Any, Any]:
     from lambdarec.models.two_tower import TwoTowerConfig
 
     torch.set_num_threads(2)
-    split = temporal_split(load_events(generate_events_table(4000, 150, 80, seed=5)))
+    events = load_events(generate_events_table(4000, 150, 80, seed=5))
+    source = EventFeatureSource(events)  # the tracking and the index are under test here, not Feast
+    split = temporal_split(events, source)
     config = PipelineConfig(
         two_tower=TwoTowerConfig(dim=16, hidden=32, epochs=2, batch_size=256),
         deepfm=DeepFMConfig(embedding_dim=4, hidden=(16,), epochs=2, batch_size=512),
         retrieval_k=30,
-        covisit_k=10,
+        neighbour_k=10,
     )
-    result, recommender = evaluate_split(split, config, dataset="synthetic:it")
+    result, recommender = evaluate_split(split, source, config, dataset="synthetic:it")
     return recommender, result
 
 
@@ -56,8 +59,8 @@ def test_training_run_is_logged_and_registered_with_aliases(mlflow_tracking_uri:
 
     run = MlflowClient(mlflow_tracking_uri).get_run(second.run_id)
     assert run.data.params["dataset_fingerprint"] == result.fingerprint
-    assert run.data.params["retrieval_feature_service"] == names.RETRIEVAL_FEATURE_SERVICE
-    assert run.data.params["ranking_feature_service"] == names.RANKING_FEATURE_SERVICE
+    assert run.data.params["query_feature_service"] == names.QUERY_FEATURE_SERVICE
+    assert run.data.params["candidate_feature_service"] == names.CANDIDATE_FEATURE_SERVICE
     assert "two-stage.recall_at_20" in run.data.metrics and "ranker_auc" in run.data.metrics
     artifacts = {a.path for a in MlflowClient(mlflow_tracking_uri).list_artifacts(second.run_id, "evaluation")}
     assert {"evaluation/loss_curves.png", "evaluation/metrics.png", "evaluation/evaluation.json"} <= artifacts
@@ -70,35 +73,93 @@ def test_training_run_is_logged_and_registered_with_aliases(mlflow_tracking_uri:
     }
     assert alias_version(mlflow_tracking_uri, names.DEEPFM_MODEL, names.CHAMPION_ALIAS) == second.deepfm_version
     item_ids, vectors = load_item_embeddings(mlflow_tracking_uri, second.two_tower_version)
-    assert vectors.shape == recommender.item_vectors.shape and item_ids == recommender.catalogue.item_ids
+    assert vectors.shape == recommender.index_vectors.shape and item_ids == list(recommender.index_ids)
+
+
+def test_serving_bundle_loads_in_a_fresh_process_and_scores_the_same(
+    mlflow_tracking_uri: str, trained: Any, tmp_path: Any
+) -> None:
+    import subprocess
+    import sys
+
+    from lambdarec.tracking.mlflow_log import download_bundle, log_training_run
+
+    recommender, result = trained
+    run = log_training_run(mlflow_tracking_uri, recommender, result, dataset="synthetic:it")
+    folder = download_bundle(mlflow_tracking_uri, run.two_tower_version, tmp_path / "dl")
+    queries = recommender.retrieval.query_embeddings(result_examples := _examples(recommender))
+    rng = np.random.default_rng(0)
+    sparse = np.stack([rng.integers(0, size, 8) for size in recommender.field_sizes], 1)
+    dense = rng.normal(size=(8, len(recommender.dense_mean))).astype(np.float32)
+    np.savez(
+        tmp_path / "inputs.npz",
+        session=result_examples.session,
+        history=result_examples.history,
+        dense=result_examples.dense,
+        sparse=sparse,
+        rdense=dense,
+    )
+    code = (
+        "import sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from lambdarec.models.bundle import load_bundle\n"
+        "from lambdarec.models.data import Examples\n"
+        "r = load_bundle(Path(sys.argv[1])); x = np.load(sys.argv[2], allow_pickle=True)\n"
+        "n = len(x['session']); z = np.zeros(n)\n"
+        "e = Examples(x['session'], x['history'], x['dense'], z, z, z, z, z, z, z, z)\n"
+        "np.savez(sys.argv[3], q=r.retrieval.query_embeddings(e), p=r.ranker.predict(x['sparse'], x['rdense']),"
+        " ids=np.array(list(r.index_ids)), v=r.index_vectors)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(folder), str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz")],
+        check=True,
+        timeout=300,
+    )
+    out = np.load(tmp_path / "out.npz", allow_pickle=True)
+    np.testing.assert_allclose(out["q"], queries, atol=1e-6)
+    np.testing.assert_allclose(out["p"], recommender.ranker.predict(sparse, dense), atol=1e-6)
+    assert out["ids"].tolist() == list(recommender.index_ids)
+    np.testing.assert_array_equal(out["v"], recommender.index_vectors)
+
+
+def _examples(recommender: Any) -> Any:
+    """Eight query inputs over the recommender's vocabulary (what a request assembles)."""
+    from lambdarec.models.data import Examples
+
+    rng = np.random.default_rng(1)
+    session = rng.integers(0, recommender.vocab.n_items, (8, 20))
+    history = rng.integers(0, recommender.vocab.n_items, (8, 30))
+    dense = rng.random((8, recommender.retrieval.net.query_mlp[0].in_features - 3 * recommender.config.two_tower.dim))
+    z = np.zeros(8)
+    return Examples(session, history, dense.astype(np.float32), z, z, z, z, z, z, z, z)
 
 
 def test_index_build_search_and_atomic_swap(milvus_uri: str, trained: Any) -> None:
     from lambdarec.index.milvus import build_collection, connect, current_collection, search, swap_alias
 
     recommender, _ = trained
-    ids, vectors = recommender.catalogue.item_ids, recommender.item_vectors
+    ids, vectors = list(recommender.index_ids), recommender.index_vectors
     client = connect(milvus_uri)
     try:
         v1 = build_collection(client, ids, vectors, "1")
-        assert v1.rows == len(ids) - 1  # the unknown item (row 0) is not indexed
+        assert v1.rows == len(ids)  # every catalogue item, by id
         assert swap_alias(client, "1") is None
         assert current_collection(client) == v1.collection
         with pytest.raises(ValueError, match="live"):
             build_collection(client, ids, vectors, "1")
 
-        queries = vectors[1:11]
+        queries = vectors[0:10]
         hits = search(client, queries, k=10)
-        exact = np.argsort(-(queries @ vectors[1:].T), axis=1)[:, :10] + 1
+        exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
         recall = np.mean([len({h for h, _ in row} & set(e.tolist())) / 10 for row, e in zip(hits, exact, strict=True)])
         assert recall >= 0.9
-        assert hits[0][0][0] == 1  # an item is its own nearest neighbour
+        assert hits[0][0][0] == 0  # an item is its own nearest neighbour
 
         shifted = np.roll(vectors, 1, axis=0)
         v2 = build_collection(client, ids, shifted, "2")
         assert swap_alias(client, "2") == v1.collection
         assert current_collection(client) == v2.collection
-        assert search(client, vectors[1:2], k=1)[0][0][0] == 2  # served from the new collection
+        assert search(client, vectors[0:1], k=1)[0][0][0] == 1  # served from the new collection
         with pytest.raises(ValueError, match="no collection"):
             swap_alias(client, "99")
     finally:
