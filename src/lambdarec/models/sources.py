@@ -73,15 +73,14 @@ class OfflineFeatureSource:
     def _historical(self, service: str, entities: dict[str, list[Any]], moments_ms: Sequence[int]) -> Columns:
         import pandas as pd
 
+        feature_service = self._service(service)  # a missing service fails here, named, before any read
         n = len(moments_ms)
         if n == 0:
             return {}
         frame = pd.DataFrame(entities)
         frame["event_timestamp"] = pd.to_datetime(pd.Series(list(moments_ms), dtype="int64"), unit="ms", utc=True)
         frame["_row"] = range(n)
-        result: pd.DataFrame = self.store.get_historical_features(
-            entity_df=frame, features=self._service(service)
-        ).to_df()
+        result: pd.DataFrame = self.store.get_historical_features(entity_df=frame, features=feature_service).to_df()
         # The file offline store drops an entity row that no view has a value for (feast#6787):
         # put it back with null features, as the online store answers an unknown key.
         result = result.drop_duplicates("_row").set_index("_row").reindex(range(n))
