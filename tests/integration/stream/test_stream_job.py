@@ -119,6 +119,7 @@ def test_session_features_equal_the_batch_fold_and_bad_bytes_go_to_the_dlq(
     # Three hours back, so that sessions resuming after their idle gap still lie in the past.
     base = int(time.time() * 1000) - 3 * 3_600_000
     events = make_events("a", sessions=25, per_session=12, base_ms=base, seed=1, idle_every=4)
+    assert len({e["session_id"] for e in events if e["event_time"] > base + 30 * 60_000}) == 7  # s0, s4, .. s24 idle
     garbage = [b"\xff\xfe\x00 not utf-8", b"not json at all", b'{"event_id": "x"}', b"[1, 2]", b""]
     produce(stream_topics["source"], [*events[:150], *garbage, *events[150:]])
     published.extend(events)
