@@ -77,16 +77,25 @@ class OfflineFeatureSource:
         n = len(moments_ms)
         if n == 0:
             return {}
-        frame = pd.DataFrame(entities)
-        frame["event_timestamp"] = pd.to_datetime(pd.Series(list(moments_ms), dtype="int64"), unit="ms", utc=True)
-        frame["_row"] = range(n)
+        asked = pd.DataFrame(entities)
+        asked["_moment"] = pd.Series(list(moments_ms), dtype="int64")
+        # Feast keeps one of several identical (keys, timestamp) rows: ask each distinct one once
+        # (also the cheaper read) and fan the answer out to every row that asked it.
+        keys = list(asked.columns)
+        unique = asked.drop_duplicates(keys).reset_index(drop=True)
+        unique["_row"] = range(len(unique))
+        frame = unique.drop(columns="_moment")
+        frame["event_timestamp"] = pd.to_datetime(unique["_moment"], unit="ms", utc=True)
         result: pd.DataFrame = self.store.get_historical_features(entity_df=frame, features=feature_service).to_df()
         # The file offline store drops an entity row that no view has a value for (feast#6787):
         # put it back with null features, as the online store answers an unknown key.
-        result = result.drop_duplicates("_row").set_index("_row").reindex(range(n))
+        answered = result.drop_duplicates("_row").set_index("_row").reindex(range(len(unique)))
+        answered = answered.drop(columns=[c for c in (*entities, "event_timestamp") if c in answered.columns])
+        row_of = asked.merge(unique[[*keys, "_row"]], on=keys, how="left")["_row"].to_numpy()
+        out = answered.iloc[row_of].reset_index(drop=True)
         for column, values in entities.items():
-            result[column] = values
-        return _columns(result.reset_index(drop=True))
+            out[column] = values
+        return _columns(out)
 
     def query_rows(self, session_ids: Sequence[str], user_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
         """``retrieval_v2`` as of each moment."""
