@@ -84,9 +84,7 @@ class OfflineFeatureSource:
         keys = list(asked.columns)
         unique = asked.drop_duplicates(keys).reset_index(drop=True)
         unique["_row"] = range(len(unique))
-        frame = unique.drop(columns="_moment")
-        frame["event_timestamp"] = pd.to_datetime(unique["_moment"], unit="ms", utc=True)
-        result: pd.DataFrame = self.store.get_historical_features(entity_df=frame, features=feature_service).to_df()
+        result = pd.concat([self._ask(unique[part], feature_service) for part in _parts(unique)])
         # The file offline store drops an entity row that no view has a value for (feast#6787):
         # put it back with null features, as the online store answers an unknown key.
         answered = result.drop_duplicates("_row").set_index("_row").reindex(range(len(unique)))
@@ -96,6 +94,23 @@ class OfflineFeatureSource:
         for column, values in entities.items():
             out[column] = values
         return _columns(out)
+
+    def _ask(self, rows: pd.DataFrame, feature_service: Any) -> pd.DataFrame:
+        """One ``get_historical_features`` call; every row's timestamp made distinct below the millisecond.
+
+        Feast's file (dask) store keeps one entity row per (a view's join keys, timestamp) view by
+        view, so rows of different users asking the same item at the same moment would collapse
+        into one. Every feature timestamp here is a whole millisecond (events, day snapshots), so
+        adding under a millisecond to a moment changes no point-in-time answer, and giving each
+        row of a moment its own nanosecond keeps them all apart.
+        """
+        import pandas as pd
+
+        frame = rows.drop(columns="_moment")
+        offset = pd.to_timedelta(rows.groupby("_moment").cumcount().to_numpy(), unit="ns")
+        frame["event_timestamp"] = pd.to_datetime(rows["_moment"].to_numpy(), unit="ms", utc=True) + offset
+        result: pd.DataFrame = self.store.get_historical_features(entity_df=frame, features=feature_service).to_df()
+        return result
 
     def query_rows(self, session_ids: Sequence[str], user_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
         """``retrieval_v2`` as of each moment."""
@@ -118,6 +133,16 @@ class OfflineFeatureSource:
         """``neighbours_v1`` as of each moment."""
         entities: dict[str, list[Any]] = {names.ITEM_ID: [str(i) for i in item_ids]}
         return self._historical(names.NEIGHBOUR_FEATURE_SERVICE, entities, moments_ms)
+
+
+_PER_MILLISECOND = 999_999
+"""Distinct nanosecond offsets under one millisecond (rows of one moment per Feast call)."""
+
+
+def _parts(rows: pd.DataFrame) -> list[Any]:
+    """Masks splitting ``rows`` so no part holds more rows of one moment than there are offsets."""
+    chunk = rows.groupby("_moment").cumcount().to_numpy() // _PER_MILLISECOND
+    return [chunk == c for c in range(int(chunk.max()) + 1)] if len(rows) else []
 
 
 def _columns(frame: pd.DataFrame) -> Columns:
