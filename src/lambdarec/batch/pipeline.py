@@ -219,7 +219,9 @@ def run_batch_stage(settings: Settings, console: Console | None = None) -> dict[
     from lambdarec.featurestore.store import get_online_features, open_store
 
     out = console or Console(quiet=True)
-    summary = run_batch(settings, console=console)
+    # Gold for every date: the models read point-in-time features over the whole history, and
+    # build their own examples through the feature services (no per-date training sets here).
+    summary = run_batch(settings, gold_days=None, training=False, console=console)
     out.print(summary.render())
     example = example_entities(settings)
     if example is not None:
