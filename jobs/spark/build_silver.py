@@ -1,4 +1,4 @@
-"""Spark job: bronze → silver for the given event dates (clean, deduplicate by event_id, sessionize).
+"""Spark job: bronze → silver for the given event dates (clean, deduplicate by event_id).
 
 Unreadable or schema-drifted bronze files and invalid records are quarantined with the reason;
 each date's partition is replaced, so a rerun of a date gives the same output.

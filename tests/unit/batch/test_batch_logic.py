@@ -131,7 +131,7 @@ def test_corrupt_and_drifted_bronze_files_are_recognised(tmp_path: Path) -> None
     assert "kafka_offset" in (check_bronze_file(retyped) or "")
 
 
-def test_ranking_labels_come_from_later_conversions_in_the_visit() -> None:
+def test_ranking_labels_come_from_later_conversions_in_the_session() -> None:
     events = pd.DataFrame(
         [
             ev(1, "s", T0, "view", "A"),
