@@ -13,7 +13,8 @@ names its fields (a projection), and a change of inputs is a new version.
   items: candidates for the ranker and its co-occurrence features.
 - ``fallback_v1``: speed-layer signals the recommender falls back on (no model reads them).
 
-Which fields each model reads is :mod:`lambdarec.models.inputs`; a test holds the two equal.
+The v2 projections are the field lists of :mod:`lambdarec.models.inputs` (what the models read),
+so the contract and the assembly cannot drift apart; a test holds the registered services to them.
 """
 
 from feast import FeatureService
@@ -28,6 +29,7 @@ from feature_views import (
 from on_demand import user_item_request
 
 from lambdarec import names
+from lambdarec.models.inputs import ITEM_CANDIDATE_FIELDS, SESSION_QUERY_FIELDS, USER_QUERY_FIELDS
 
 _USER_HISTORY_V1 = [
     "user_events_30d",
@@ -65,50 +67,14 @@ ranking_v1 = FeatureService(
 
 retrieval_v2 = FeatureService(
     name=names.QUERY_FEATURE_SERVICE,
-    features=[
-        session_features[
-            [
-                names.SESSION_RECENT_ITEMS,
-                names.SESSION_EVENT_COUNT,
-                names.SESSION_VIEW_COUNT,
-                names.SESSION_CART_COUNT,
-                names.SESSION_PURCHASE_COUNT,
-                names.SESSION_DISTINCT_CATEGORIES,
-                names.SESSION_LAST_EVENT_MS,
-                names.SESSION_DWELL_S,
-            ]
-        ],
-        user_history[
-            [
-                "user_recent_items_30d",
-                "user_events_30d",
-                "user_purchases_30d",
-                "user_spend_30d",
-                "user_visits_30d",
-            ]
-        ],
-    ],
+    features=[session_features[list(SESSION_QUERY_FIELDS)], user_history[list(USER_QUERY_FIELDS)]],
     description="Query side of both models: the current session and the user's 30-day history.",
     tags={"model": f"{names.TWO_TOWER_MODEL},{names.DEEPFM_MODEL}", "version": "2"},
 )
 
 ranking_v2 = FeatureService(
     name=names.CANDIDATE_FEATURE_SERVICE,
-    features=[
-        item_stats[
-            [
-                "item_category",
-                "item_brand",
-                "item_price_mean_30d",
-                "item_popularity_1d",
-                "item_popularity_7d",
-                "item_popularity_30d",
-                "item_cart_rate_30d",
-                "item_conversion_rate_30d",
-            ]
-        ],
-        user_item_request,
-    ],
+    features=[item_stats[list(ITEM_CANDIDATE_FIELDS)], user_item_request],
     description="Candidate side of the ranker: item stats and (user, item) pair features at request time.",
     tags={"model": names.DEEPFM_MODEL, "version": "2"},
 )

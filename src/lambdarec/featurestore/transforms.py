@@ -20,7 +20,7 @@ USER_ITEM_FEATURES = ("item_in_user_top_categories", "user_recency_s", "item_pri
 """What :func:`user_item_features` returns, in order."""
 
 
-def _number(value: Any) -> float:
+def number(value: Any) -> float:
     """A float, or NaN for None, NaN and anything that is not a number (like ``pd.to_numeric``, coerce)."""
     if value is None or isinstance(value, bool | str | bytes):
         return math.nan
@@ -66,14 +66,14 @@ def user_item_features(inputs: Mapping[str, Sequence[Any]]) -> dict[str, list[An
         for top, category in zip(inputs["user_top_categories"], inputs["item_category"], strict=True)
     ]
     recency = [
-        _or_none((_number(now) - _number(last)) / 1000.0)
+        _or_none((number(now) - number(last)) / 1000.0)
         for now, last in zip(inputs["request_time_ms"], inputs["user_last_event_ms"], strict=True)
     ]
     price_vs_spend = []
     for price, spend, purchases in zip(
         inputs["item_price_mean_30d"], inputs["user_spend_30d"], inputs["user_purchases_30d"], strict=True
     ):
-        count = _number(purchases)
-        ticket = _divide(_number(spend), count) if count > 0 else math.nan
-        price_vs_spend.append(_or_none(_divide(_number(price), ticket)))
+        count = number(purchases)
+        ticket = _divide(number(spend), count) if count > 0 else math.nan
+        price_vs_spend.append(_or_none(_divide(number(price), ticket)))
     return dict(zip(USER_ITEM_FEATURES, (in_top, recency, price_vs_spend), strict=True))

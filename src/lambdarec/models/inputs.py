@@ -13,7 +13,6 @@ frame's columns work too.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from lambdarec import names
 from lambdarec.features.session import RECENT_ITEMS
+from lambdarec.featurestore.transforms import USER_ITEM_FEATURES, number
 
 HISTORY_ITEMS = 30
 """Items of the user's 30-day history the query tower reads (gold ``user_recent_items_30d``)."""
@@ -29,7 +29,7 @@ NEIGHBOUR_SEEDS = 5
 PAD = 0
 """Index 0 of every vocabulary: padding, unknown, or missing."""
 
-QUERY_FIELDS: tuple[str, ...] = (
+SESSION_QUERY_FIELDS: tuple[str, ...] = (
     names.SESSION_RECENT_ITEMS,
     names.SESSION_EVENT_COUNT,
     names.SESSION_VIEW_COUNT,
@@ -38,14 +38,19 @@ QUERY_FIELDS: tuple[str, ...] = (
     names.SESSION_DISTINCT_CATEGORIES,
     names.SESSION_LAST_EVENT_MS,
     names.SESSION_DWELL_S,
+)
+"""What ``retrieval_v2`` reads of the session view (the Feast repo's projection is this tuple)."""
+USER_QUERY_FIELDS: tuple[str, ...] = (
     "user_recent_items_30d",
     "user_events_30d",
     "user_purchases_30d",
     "user_spend_30d",
     "user_visits_30d",
 )
-"""What ``retrieval_v2`` returns (a unit test holds the Feast repo to it)."""
-CANDIDATE_FIELDS: tuple[str, ...] = (
+"""What ``retrieval_v2`` reads of the user history view."""
+QUERY_FIELDS: tuple[str, ...] = (*SESSION_QUERY_FIELDS, *USER_QUERY_FIELDS)
+"""What ``retrieval_v2`` returns (a unit test holds the registered service to it)."""
+ITEM_CANDIDATE_FIELDS: tuple[str, ...] = (
     "item_category",
     "item_brand",
     "item_price_mean_30d",
@@ -54,10 +59,9 @@ CANDIDATE_FIELDS: tuple[str, ...] = (
     "item_popularity_30d",
     "item_cart_rate_30d",
     "item_conversion_rate_30d",
-    "item_in_user_top_categories",
-    "user_recency_s",
-    "item_price_vs_user_spend",
 )
+"""What ``ranking_v2`` reads of the item stats view."""
+CANDIDATE_FIELDS: tuple[str, ...] = (*ITEM_CANDIDATE_FIELDS, *USER_ITEM_FEATURES)
 """What ``ranking_v2`` returns (item stats, then the on-demand pair features)."""
 NEIGHBOUR_FIELDS: tuple[str, ...] = ("copurchase_items", "copurchase_scores", "coview_items", "coview_scores")
 """What ``neighbours_v1`` returns."""
@@ -110,16 +114,6 @@ SESSION_POSITIONS = 7
 """Steps back in the session a candidate was last seen (0: not in the session; capped)."""
 SOURCES = 8
 """Bit set of where a candidate came from: 1 two-tower, 2 neighbours, 4 the session itself."""
-
-
-def number(value: Any) -> float:
-    """A float, NaN for None, NaN and anything non-numeric (Feast's nulls arrive as None or NaN)."""
-    if value is None or isinstance(value, bool | str | bytes):
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def id_list(value: Any) -> list[str]:

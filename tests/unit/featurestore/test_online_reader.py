@@ -44,6 +44,7 @@ def write_gold(lake: Path) -> None:
             "user_last_event_ms": [last_ms, last_ms - 5, None, last_ms],
             "user_days_since_last_event": [0.5, 1.5, None, 0.1],
             "user_top_categories": [["c1", "c2"], [], None, ["c3"]],
+            "user_recent_items_30d": [["i1", "i2"], [], None, ["i3"]],
             "event_timestamp": stamp,
         }
     )
@@ -56,6 +57,7 @@ def write_gold(lake: Path) -> None:
         "item_conversion_rate_30d": [0.1, 0.0, 0.05],
         "item_price_mean_30d": [20.0, 0.0, None],
         "item_category": ["c1", "c3", None],
+        "item_brand": ["b1", None, "b2"],
         "event_timestamp": [stamp] * 3,
     }
     for table, frame in (("user_history", users), ("item_stats", pd.DataFrame(items))):
@@ -119,6 +121,7 @@ def test_reader_sees_new_writes_and_checks_rows(settings: Settings) -> None:
             "item_conversion_rate_30d": [0.2],
             "item_price_mean_30d": [30.0],
             "item_category": ["c2"],
+            "item_brand": ["b2"],
             "event_timestamp": [pd.Timestamp(SNAPSHOT + timedelta(hours=1))],
         }
     )
