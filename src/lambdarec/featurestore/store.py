@@ -94,7 +94,44 @@ def open_store(settings: Settings, config_path: Path | None = None) -> FeatureSt
     feast_dir(settings).mkdir(parents=True, exist_ok=True)
     config = RepoConfig(repo_path=feature_repo_dir(), **data)
     tolerate_unmatched_entities()
+    keep_rows_outside_the_window()
     return FeatureStore(config=config)
+
+
+def keep_rows_outside_the_window() -> None:
+    """Make Feast's file (dask) offline store answer null, not drop the row, when a view has no value yet.
+
+    Feast 0.67 left-joins every feature row of an entity to the entity row and then filters by
+    time (``<=`` the entity timestamp, within the view's TTL). An entity whose rows all lie
+    outside that window (a user whose first snapshot is tomorrow, a session seen again after
+    its TTL) loses every joined row, so the entity row disappears from the result — with the
+    other views' values too (feast#6787). Every other offline store, and the online store,
+    answer such a row with nulls for that view. This keeps the joined rows and nulls their
+    feature values and timestamp outside the window instead; the deduplication that follows
+    then keeps the newest row inside the window when there is one, else a null one.
+    Idempotent; called when a store is opened, never at import.
+    """
+    from feast.infra.offline_stores import dask as feast_dask
+
+    original = feast_dask._filter_ttl  # noqa: SLF001 - the one function that filters by time
+    if getattr(original, "_lambdarec_keeps_rows", False):
+        return
+
+    def filter_ttl(df_to_join: Any, feature_view: Any, entity_timestamp: str, timestamp_field: str) -> Any:
+        stamp, asked = df_to_join[timestamp_field], df_to_join[entity_timestamp]
+        inside = stamp <= asked
+        if feature_view.ttl and feature_view.ttl.total_seconds() != 0:
+            inside = inside & (stamp >= asked - feature_view.ttl)
+        prefix = f"{feature_view.projection.name_to_use()}__"
+        names = {f.name for f in feature_view.features}
+        values = [c for c in df_to_join.columns if c in names or (c.startswith(prefix) and c[len(prefix) :] in names)]
+        # Rows with no feature row at all (a null timestamp) stay as they are, as in Feast.
+        keep = inside | stamp.isna()
+        nulled = {column: df_to_join[column].where(keep) for column in [*values, timestamp_field]}
+        return df_to_join.assign(**nulled).persist()
+
+    filter_ttl._lambdarec_keeps_rows = True  # type: ignore[attr-defined]
+    feast_dask._filter_ttl = filter_ttl  # noqa: SLF001
 
 
 def tolerate_unmatched_entities() -> None:
