@@ -58,6 +58,7 @@ def write_gold(lake: Path, n_users: int, n_items: int, seed: int = 7) -> None:
             "user_last_event_ms": int(stamp.timestamp() * 1000) - rng.integers(0, 86_400_000, n_users),
             "user_days_since_last_event": rng.random(n_users),
             "user_top_categories": [list(rng.choice(cats, 3, replace=False)) for _ in range(n_users)],
+            "user_recent_items_30d": [[f"i{j}" for j in rng.integers(0, n_items, 30)] for _ in range(n_users)],
             "event_timestamp": stamp,
         }
     )
@@ -70,6 +71,7 @@ def write_gold(lake: Path, n_users: int, n_items: int, seed: int = 7) -> None:
         "item_conversion_rate_30d": rng.random(n_items) / 10,
         "item_price_mean_30d": rng.gamma(2.0, 20.0, n_items),
         "item_category": rng.choice(cats, n_items),
+        "item_brand": rng.choice(cats, n_items),
         "event_timestamp": stamp,
     }
     neighbours = pd.DataFrame(
