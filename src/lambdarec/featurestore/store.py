@@ -131,7 +131,7 @@ def keep_rows_outside_the_window() -> None:
         return df_to_join.assign(**nulled).persist()
 
     filter_ttl._lambdarec_keeps_rows = True  # type: ignore[attr-defined]
-    feast_dask._filter_ttl = filter_ttl  # noqa: SLF001
+    feast_dask._filter_ttl = filter_ttl  # type: ignore[assignment]  # noqa: SLF001
 
 
 def tolerate_unmatched_entities() -> None:

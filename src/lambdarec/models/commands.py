@@ -95,18 +95,21 @@ def check_gold_coverage(lake: Any, events: Any) -> None:
         )
 
 
-def catalogue_rows(lake: Any, source: Any, moment_ms: int) -> dict[str, list[Any]]:
-    """``ranking_v2`` rows of every item in the latest gold ``item_stats`` snapshot (the index's catalogue)."""
+def catalogue_rows(lake: Any, source: Any) -> dict[str, list[Any]]:
+    """``ranking_v2`` rows of every item in the latest gold ``item_stats`` snapshot (the index's catalogue),
+    read as of just after that snapshot."""
     import pyarrow.dataset as ds
 
     from lambdarec.batch.gold import ITEM_STATS
+    from lambdarec.batch.lake import parse_date, snapshot_time
 
     folder = lake.gold(ITEM_STATS)
-    dates = sorted(p.name for p in folder.glob("date=*"))
+    dates = sorted(p.name.split("=", 1)[1] for p in folder.glob("date=*"))
     if not dates:
         return {"item_id": []}
-    ids = ds.dataset(str(folder / dates[-1]), format="parquet").to_table(columns=["item_id"])["item_id"]
+    ids = ds.dataset(str(folder / f"date={dates[-1]}"), format="parquet").to_table(columns=["item_id"])["item_id"]
     items = sorted({str(i) for i in ids.to_pylist()})
+    moment_ms = int(snapshot_time(parse_date(dates[-1])).timestamp() * 1000) + 60_000
     rows: dict[str, list[Any]] = source.candidate_rows([""] * len(items), items, [moment_ms] * len(items))
     return rows
 
@@ -260,7 +263,7 @@ def run_models_stage(
         )
     out.print(render_table(result))
     # The served index holds every item the batch layer knows now, cold ones by content alone.
-    catalogue = catalogue_rows(Lake.under(settings.state_dir), source, int(time.time() * 1000))
+    catalogue = catalogue_rows(Lake.under(settings.state_dir), source)
     if catalogue["item_id"]:
         recommender.build_index(catalogue)
     train_s = time.monotonic() - started

@@ -109,8 +109,8 @@ def log_training_run(
                 "dataset": dataset,
                 "dataset_fingerprint": evaluation.fingerprint,
                 "feature_services": ",".join(
-                (names.QUERY_FEATURE_SERVICE, names.CANDIDATE_FEATURE_SERVICE, names.NEIGHBOUR_FEATURE_SERVICE)
-            ),
+                    (names.QUERY_FEATURE_SERVICE, names.CANDIDATE_FEATURE_SERVICE, names.NEIGHBOUR_FEATURE_SERVICE)
+                ),
             }
         )
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
