@@ -13,6 +13,9 @@ import psutil
 import pytest
 
 LAMBDAREC = [sys.executable, "-m", "lambdarec.cli"]
+# The first test runs the whole demo in its fixture: engines, replay, gold for every date, training
+# through the feature store (pytest-timeout counts fixture setup against that test).
+pytestmark = pytest.mark.timeout(2700)
 
 
 def run_cli(state: Path, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:

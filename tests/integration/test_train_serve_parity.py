@@ -29,7 +29,8 @@ import pytest
 from lambdarec import names
 from lambdarec.settings import Settings, load_settings
 
-pytestmark = pytest.mark.integration
+# Module fixtures run real Kafka, Flink and Spark jobs and a training: minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 torch = pytest.importorskip("torch")
 
 N_EVENTS = 8_000

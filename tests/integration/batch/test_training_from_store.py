@@ -17,7 +17,8 @@ import pytest
 from lambdarec import names
 from lambdarec.settings import Settings, load_settings
 
-pytestmark = pytest.mark.integration
+# Module fixtures run real Kafka, Flink and Spark jobs and a training: minutes on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 DAY_MS = 86_400_000
 
