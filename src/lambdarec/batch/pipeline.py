@@ -125,7 +125,8 @@ def run_batch(
     lake = Lake.under(settings.state_dir)
     summary = BatchSummary()
     ingest = ingest and dataset is None
-    jars = kafka_jars(settings.resolved_jars_dir()) if ingest else []
+    # Always: a JVM started without the Kafka connector cannot load it later in the same process.
+    jars = kafka_jars(settings.resolved_jars_dir())
     spark = build_spark(shuffle_partitions=shuffle_partitions, jars=jars)
     try:
         if ingest:

@@ -135,15 +135,16 @@ def keep_rows_outside_the_window() -> None:
 
 
 def tolerate_unmatched_entities() -> None:
-    """Let Feast's file (dask) offline store answer entity rows that match no feature row.
+    """Make Feast's file (dask) offline store keep the newest row per entity row, exactly.
 
-    Feast 0.67 left-joins the entity rows to each view and sorts the result by the feature
-    timestamp; an entity without a row (an anonymous user, an item without stats yet) leaves a
-    null there, and dask >= 2025 refuses to compute sort divisions over nulls
-    (``NotImplementedError``, or ``TypeError`` comparing None). Feast already retries that sort
-    on one partition for another dask failure (dask/dask#8939); this does the same for these
-    two, so such rows come back with null features, as every other offline store returns them.
-    Idempotent; called when a store is opened, never at import.
+    Feast 0.67 sorts the joined rows by the feature timestamp and then keeps the last row per
+    (join keys, entity timestamp). Over several dask partitions neither step keeps pandas'
+    order: the sort refuses null timestamps (``NotImplementedError``, or ``TypeError``
+    comparing None: dask/dask#8939 is the one failure Feast retries), and ``keep="last"``
+    after a multi-partition sort kept older rows — 221 of 300 point-in-time reads came back
+    wrong or null on a 3-day lake, where one-row reads were right. Both steps here run on one
+    partition, where they are exactly pandas' sort and de-duplication. Idempotent; called
+    when a store is opened, never at import.
     """
     from feast.infra.offline_stores import dask as feast_dask
 
@@ -152,10 +153,7 @@ def tolerate_unmatched_entities() -> None:
         return
 
     def drop_duplicates(df_to_join: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return original(df_to_join, *args, **kwargs)
-        except (NotImplementedError, TypeError):
-            return original(df_to_join.repartition(npartitions=1), *args, **kwargs)
+        return original(df_to_join.repartition(npartitions=1), *args, **kwargs)
 
     drop_duplicates._lambdarec_tolerant = True  # type: ignore[attr-defined]
     feast_dask._drop_duplicates = drop_duplicates  # noqa: SLF001
