@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pandas as pd
-from fake_source import EventFeatureSource
 
+from fake_source import EventFeatureSource
 from lambdarec.evaluate.baselines import ItemKnn, MostPopular, SessionKnn
 from lambdarec.models.data import examples_from_rows, fit_vocabulary
 from lambdarec.models.inputs import PAD

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from fake_source import EventFeatureSource
 
+from fake_source import EventFeatureSource
 from lambdarec.models.data import (
     MIN_EVENTS,
     DatasetError,
