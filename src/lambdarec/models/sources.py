@@ -135,14 +135,19 @@ class OfflineFeatureSource:
         return self._historical(names.NEIGHBOUR_FEATURE_SERVICE, entities, moments_ms)
 
 
-_PER_MILLISECOND = 999_999
-"""Distinct nanosecond offsets under one millisecond (rows of one moment per Feast call)."""
+ROWS_PER_READ = 50_000
+"""Entity rows per Feast call: the file store holds a call's whole join in memory (a 625k-row
+read reached 8.75 GiB). Under a million, so each row of a moment keeps its own nanosecond."""
 
 
 def _parts(rows: pd.DataFrame) -> list[Any]:
-    """Masks splitting ``rows`` so no part holds more rows of one moment than there are offsets."""
-    chunk = rows.groupby("_moment").cumcount().to_numpy() // _PER_MILLISECOND
-    return [chunk == c for c in range(int(chunk.max()) + 1)] if len(rows) else []
+    """Masks splitting ``rows`` into reads of at most :data:`ROWS_PER_READ` rows."""
+    import numpy as np
+
+    if not len(rows):
+        return []
+    chunk = np.arange(len(rows)) // ROWS_PER_READ
+    return [chunk == c for c in range(int(chunk.max()) + 1)]
 
 
 def _columns(frame: pd.DataFrame) -> Columns:
