@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lambdarec.batch import commands as batch_commands
+from lambdarec.context import current_settings, use_settings
 from lambdarec.featurestore import commands as feature_commands
 from lambdarec.settings import Settings, load_settings
 from lambdarec.stream.commands import app as stream_app
@@ -41,13 +42,6 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-class _State:
-    settings: Settings | None = None
-
-
-_state = _State()
-
-
 @app.callback()
 def main(
     env: Annotated[
@@ -71,13 +65,11 @@ def main(
         handlers=[RichHandler(console=err_console, show_path=False)],
     )
     overrides = {"state_dir": state_dir} if state_dir is not None else {}
-    _state.settings = load_settings(env, **overrides)
+    use_settings(load_settings(env, **overrides))
 
 
 def _settings() -> Settings:
-    if _state.settings is None:
-        _state.settings = load_settings()
-    return _state.settings
+    return current_settings()
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:

@@ -14,9 +14,9 @@ console = Console()
 
 
 def _settings() -> object:
-    from lambdarec.cli import _settings as cli_settings
+    from lambdarec.context import current_settings
 
-    return cli_settings()
+    return current_settings()
 
 
 @app.command("run")

@@ -16,9 +16,9 @@ err_console = Console(stderr=True)
 
 
 def _settings() -> Settings:
-    from lambdarec import cli
+    from lambdarec.context import current_settings
 
-    return cli._settings()
+    return current_settings()
 
 
 def _fail(message: str) -> typer.Exit:

@@ -19,9 +19,9 @@ models_app = typer.Typer(help="Registered models and their serving bundles.", no
 
 
 def _settings() -> Any:
-    from lambdarec import cli
+    from lambdarec.context import current_settings
 
-    return cli._settings()
+    return current_settings()
 
 
 def _progress_bar(console: Console) -> tuple[Any, Any]:

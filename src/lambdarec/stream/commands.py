@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lambdarec import names
-from lambdarec.settings import Settings, load_settings
+from lambdarec.settings import Settings
 
 app = typer.Typer(help="The speed layer: the PyFlink job and the pusher to the online store.", no_args_is_help=True)
 console = Console()
@@ -25,9 +25,9 @@ err_console = Console(stderr=True)
 
 def _settings(ctx: typer.Context) -> Settings:
     """The settings the root ``lambdarec`` callback built (``--env``, ``--state-dir``), else the defaults."""
-    from lambdarec.cli import _state
+    from lambdarec.context import current_settings
 
-    return _state.settings if _state.settings is not None else load_settings()
+    return current_settings()
 
 
 def stream_services(
