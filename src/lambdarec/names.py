@@ -94,6 +94,7 @@ USER_RECENT_ITEMS: Final = "user_recent_items"
 ITEM_TRENDING_COUNT: Final = "item_trending_10m"
 STREAM_JOB_SERVICE: Final = "stream-job"
 STREAM_PUSHER_SERVICE: Final = "stream-pusher"
+RECOMMENDER_SERVICE: Final = "recommender"
 
 # Batch layer + feature store ------------------------------------------------------------------
 USER_HISTORY_FEATURE_VIEW: Final = "user_history"

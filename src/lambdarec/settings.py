@@ -67,6 +67,24 @@ class MlflowSettings(BaseModel):
     port: int = 0
 
 
+class ServingSettings(BaseModel):
+    """The recommender service (BentoML over HTTP, plus a gRPC server in the same process)."""
+
+    port: int = Field(default=0, description="HTTP port; 0 picks a free port on first start (kept after).")
+    grpc_port: int = Field(default=0, description="gRPC port; 0 picks a free port on first start (kept after).")
+    token: SecretStr = Field(
+        default=SecretStr(""), description="Bearer token required on every call when set (empty: no auth)."
+    )
+    latency_budget_ms: float = Field(
+        default=50.0, gt=0, description="A stage slower than this answers from the fallbacks instead of failing."
+    )
+    max_batch_size: int = Field(default=32, ge=1, description="Adaptive batching: most requests per forward pass.")
+    max_latency_ms: int = Field(default=20, ge=1, description="Adaptive batching: longest a batch may wait.")
+    max_request_bytes: int = Field(default=16_384, ge=256, description="Larger request bodies get 413.")
+    model_alias: str = Field(default="champion", description="The MLflow alias whose bundle is served.")
+    reload_interval_s: float = Field(default=10.0, gt=0, description="How often the model alias is checked.")
+
+
 class Settings(BaseSettings):
     """All settings of one environment."""
 
@@ -92,6 +110,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     milvus: MilvusSettings = MilvusSettings()
     mlflow: MlflowSettings = MlflowSettings()
+    serving: ServingSettings = ServingSettings()
 
     @model_validator(mode="after")
     def _reject_default_secrets_outside_local(self) -> Settings:

@@ -1,0 +1,1 @@
+"""The request path: request → online features → query tower → index → ranker → answer."""
