@@ -95,6 +95,8 @@ ITEM_TRENDING_COUNT: Final = "item_trending_10m"
 STREAM_JOB_SERVICE: Final = "stream-job"
 STREAM_PUSHER_SERVICE: Final = "stream-pusher"
 RECOMMENDER_SERVICE: Final = "recommender"
+STOREFRONT_SERVICE: Final = "storefront"
+"""The demo shop page: browses the catalogue, publishes its clicks, shows the recommender's answers."""
 
 # Batch layer + feature store ------------------------------------------------------------------
 USER_HISTORY_FEATURE_VIEW: Final = "user_history"

@@ -85,6 +85,16 @@ class ServingSettings(BaseModel):
     reload_interval_s: float = Field(default=10.0, gt=0, description="How often the model alias is checked.")
 
 
+class StorefrontSettings(BaseModel):
+    """The demo storefront page (``lambdarec storefront``)."""
+
+    port: int = Field(default=0, description="HTTP port; 0 picks a free port on first start (kept after).")
+    recommender_url: str | None = Field(
+        default=None, description="Base URL of /recommend; None means the embedded recommender service."
+    )
+    recommend_timeout_s: float = Field(default=2.0, gt=0, description="How long the page waits for /recommend.")
+
+
 class Settings(BaseSettings):
     """All settings of one environment."""
 
@@ -111,6 +121,7 @@ class Settings(BaseSettings):
     milvus: MilvusSettings = MilvusSettings()
     mlflow: MlflowSettings = MlflowSettings()
     serving: ServingSettings = ServingSettings()
+    storefront: StorefrontSettings = StorefrontSettings()
 
     @model_validator(mode="after")
     def _reject_default_secrets_outside_local(self) -> Settings:
