@@ -19,6 +19,7 @@ from lambdarec.batch import commands as batch_commands
 from lambdarec.context import current_settings, use_settings
 from lambdarec.featurestore import commands as feature_commands
 from lambdarec.settings import Settings, load_settings
+from lambdarec.storefront import commands as storefront_commands
 from lambdarec.stream.commands import app as stream_app
 
 if TYPE_CHECKING:
@@ -108,7 +109,8 @@ def services_down(
     settings = _settings()
     stopped = []
     if not names:
-        # The Flink job and the pusher read Kafka: stop them first (their checkpoints stay).
+        # The storefront, the Flink job and the pusher use Kafka: stop them first (checkpoints stay).
+        stopped += storefront_commands.stop_storefront(settings)
         stopped += Supervisor(settings, stream_services(settings, "-")).down()
     stopped += Supervisor(settings).down(names)
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
@@ -190,6 +192,7 @@ app.add_typer(index_app, name="index")
 
 
 app.add_typer(feature_commands.app, name="features")
+app.add_typer(storefront_commands.app, name="storefront")
 app.add_typer(batch_commands.app, name="batch")
 
 
