@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lambdarec.events.contract import EARLIEST_EVENT_DATE, Bounds, epoch_ms_of_date
 
 EnvName = Literal["local", "staging", "prod"]
 
@@ -79,7 +82,14 @@ class ServingSettings(BaseModel):
         default=50.0, gt=0, description="A stage slower than this answers from the fallbacks instead of failing."
     )
     max_batch_size: int = Field(default=32, ge=1, description="Adaptive batching: most requests per forward pass.")
-    max_latency_ms: int = Field(default=20, ge=1, description="Adaptive batching: longest a batch may wait.")
+    max_latency_ms: int = Field(
+        default=2_000,
+        ge=10,
+        description=(
+            "Adaptive batching: BentoML refuses (503) a request it expects to wait longer than this, "
+            "so it is a ceiling far above the latency goal, not a batching window (BentoML adapts that)."
+        ),
+    )
     max_request_bytes: int = Field(default=16_384, ge=256, description="Larger request bodies get 413.")
     model_alias: str = Field(default="champion", description="The MLflow alias whose bundle is served.")
     reload_interval_s: float = Field(default=10.0, gt=0, description="How often the model alias is checked.")
@@ -110,6 +120,13 @@ class Settings(BaseSettings):
     )
     secret_key: SecretStr = SecretStr(_DEFAULT_SECRET)
     max_clock_skew_s: int = Field(default=86_400, ge=0, description="Events further in the future are rejected.")
+    earliest_event_time: date = Field(
+        default=EARLIEST_EVENT_DATE,
+        description=(
+            "Events before this date (UTC midnight) are rejected by every path: adapters, publisher, "
+            "silver, the speed layer. Lower it for historical datasets (e.g. 1990-01-01)."
+        ),
+    )
     listen_host: Literal["127.0.0.1", "0.0.0.0"] = Field(  # noqa: S104 - opt-in, documented in the README
         default="127.0.0.1",
         description=(
@@ -128,6 +145,19 @@ class Settings(BaseSettings):
         if self.env != "local" and self.secret_key.get_secret_value() == _DEFAULT_SECRET:
             raise ValueError(f"secret_key must be set (LAMBDAREC_SECRET_KEY) in the {self.env!r} environment")
         return self
+
+    @property
+    def earliest_event_ms(self) -> int:
+        """:attr:`earliest_event_time` in epoch milliseconds."""
+        return epoch_ms_of_date(self.earliest_event_time)
+
+    def event_bounds(self) -> Bounds:
+        """The event contract's bounds these settings hold (earliest time, clock skew, size)."""
+        return Bounds(
+            earliest_ms=self.earliest_event_ms,
+            max_future_ms=self.max_clock_skew_s * 1000,
+            max_bytes=self.kafka.max_event_bytes,
+        )
 
     def resolved_jars_dir(self) -> Path:
         """Return the folder of resolved JVM artifacts.

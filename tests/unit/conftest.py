@@ -1,4 +1,4 @@
-"""Tiny seeded data for the model unit tests (no engines, CPU, seconds)."""
+"""Tiny seeded data for the model and serving unit tests (no engines, CPU, seconds)."""
 
 from __future__ import annotations
 

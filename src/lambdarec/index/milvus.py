@@ -193,6 +193,7 @@ def search(
     collection: str = ITEM_EMBEDDINGS_ALIAS,
     index_type: str = "IVF_FLAT",
     params: dict[str, Any] | None = None,
+    timeout_s: float | None = None,
 ) -> list[list[tuple[int, float]]]:
     """Top ``k`` ``(item_index, score)`` per query vector, through the alias by default.
 
@@ -203,6 +204,7 @@ def search(
         collection: A collection or alias name.
         index_type: The collection's index type (selects default search parameters).
         params: Search parameters overriding :data:`SEARCH_PARAMS` (e.g. ``{"ef": 256}``).
+        timeout_s: Give up after this long (None: the client's default).
     """
     inner: dict[str, Any] = dict(params if params is not None else SEARCH_PARAMS.get(index_type, {}))
     if index_type == "HNSW":
@@ -213,5 +215,6 @@ def search(
         limit=k,
         anns_field=VECTOR_FIELD,
         search_params={"metric_type": METRIC, "params": inner},
+        **({"timeout": timeout_s} if timeout_s is not None else {}),
     )
     return [[(int(h["id"]), float(h["distance"])) for h in row] for row in hits]

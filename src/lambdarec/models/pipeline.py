@@ -170,12 +170,25 @@ class TwoStageRecommender:
             return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
         return np.vstack(rows), np.vstack(scores)
 
-    def candidates(self, examples: Examples, source: FeatureSource) -> CandidatePairs:
-        """The union of two-tower, neighbour and session candidates of each example."""
+    def candidates(
+        self,
+        examples: Examples,
+        source: FeatureSource,
+        retrieved: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> CandidatePairs:
+        """The union of two-tower, neighbour and session candidates of each example.
+
+        Args:
+            examples: The queries.
+            source: Where neighbour rows are read.
+            retrieved: The two-tower top ``retrieval_k`` as ``(rows into the index, scores)``, when
+                an index (Milvus) answered it; None searches the index exactly here. Rows < 0 are
+                empty slots (fewer hits than asked).
+        """
         cfg = self.config
         n = len(examples)
         moments = examples.time_ms - 1
-        tt_rows, tt_scores = self.retrieve(examples, cfg.retrieval_k)
+        tt_rows, tt_scores = retrieved if retrieved is not None else self.retrieve(examples, cfg.retrieval_k)
         seeds = [seed_items(list(r)) for r in examples.recent_ids]
         flat = [item for s in seeds for item in s]
         flat_moments = [int(moments[q]) for q, s in enumerate(seeds) for _ in s]
@@ -190,6 +203,8 @@ class TwoStageRecommender:
             found: dict[str, int] = {}
             rank_of: dict[str, float] = {}
             for r, row in enumerate(tt_rows[q]):
+                if row < 0:
+                    continue
                 item = self.index_ids[row]
                 found[item] = found.get(item, 0) | SOURCE_TWO_TOWER
                 rank_of.setdefault(item, r / cfg.retrieval_k)

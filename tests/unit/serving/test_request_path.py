@@ -1,0 +1,164 @@
+"""The request path on a tiny trained model, with the feature store and index faked (no engines).
+
+The real engines are exercised in ``tests/integration/serving``; here the path's own logic: it
+ranks exactly as evaluation does, and every failure becomes a named fallback, never an error.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lambdarec.models.pipeline import TwoStageRecommender
+from lambdarec.serving.contract import RecommendRequest
+from lambdarec.serving.fallbacks import Fallbacks, popular_from_vocabulary
+from lambdarec.serving.path import RequestPath, ServedModel
+
+pytestmark = pytest.mark.unit
+
+
+class ExactIndex:
+    """The index as an exact search over the model's item vectors (what Milvus approximates)."""
+
+    def __init__(self, recommender: TwoStageRecommender, delay_s: float = 0.0, broken: bool = False) -> None:
+        self.recommender, self.delay_s, self.broken = recommender, delay_s, broken
+        self.calls = 0
+
+    def search(self, vectors: np.ndarray, k: int, collection: str, timeout_s: float) -> tuple[np.ndarray, np.ndarray]:
+        self.calls += 1
+        if self.broken:
+            raise ConnectionError("milvus is down")
+        time.sleep(self.delay_s)
+        sims = vectors @ self.recommender.index_vectors.T
+        rows = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        return rows, np.take_along_axis(sims, rows, 1)
+
+
+class DownSource:
+    """An online store that refuses every read."""
+
+    def query_rows(self, *args: Any) -> Any:
+        raise ConnectionError("redis is down")
+
+    candidate_rows = neighbour_rows = query_rows
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_split: Any, tiny_source: Any, tiny_config: Any) -> TwoStageRecommender:
+    from lambdarec.evaluate.report import evaluate_split
+
+    _, recommender = evaluate_split(tiny_split, tiny_source, tiny_config, dataset="synthetic:tiny")
+    return recommender
+
+
+def served(recommender: TwoStageRecommender) -> ServedModel:
+    return ServedModel("7", recommender, {"query": "retrieval_v2"}, "item_embeddings_v7")
+
+
+def path_at(moment: int, recommender: TwoStageRecommender | None, source: Any, index: Any, **kw: Any) -> RequestPath:
+    fallbacks = Fallbacks(
+        popular_from_vocabulary(recommender.vocab.item_ids, recommender.vocab.item_popularity)
+        if recommender is not None
+        else [("p1", 9.0), ("p2", 5.0), ("p3", 1.0)]
+    )
+    model = served(recommender) if recommender is not None else None
+    kw.setdefault("latency_budget_ms", 60_000.0)  # the in-process stand-in store is slow; budgets tested apart
+    return RequestPath(model, source, index, fallbacks, clock_ms=lambda: moment, **kw)
+
+
+def test_the_served_ranking_is_the_evaluated_ranking(
+    trained: TwoStageRecommender, tiny_split: Any, tiny_source: Any
+) -> None:
+    """Served top-k = the ranker's order of the same candidates in evaluation, at the same moment."""
+    test = tiny_split.test
+    checked = 0
+    for row in range(0, min(len(test), 60), 3):
+        example = test.subset(np.array([row]))
+        moment = int(example.time_ms[0]) - 1  # evaluation reads just before the target
+        path = path_at(moment, trained, tiny_source, ExactIndex(trained))
+        request = RecommendRequest(session_id=str(example.session_id[0]), user_id=str(example.user_id[0]) or None, k=10)
+        response = path.recommend([request])[0]
+        pairs, scores = trained.score(example, tiny_source)
+        order = np.lexsort((pairs.item_ids.astype(str), -scores))
+        expected = [str(pairs.item_ids[i]) for i in order[:10]]
+        assert response.fallback is None and response.model_version == "7"
+        assert [i.item_id for i in response.items] == expected
+        assert np.allclose([i.score for i in response.items], np.sort(scores)[::-1][:10], atol=1e-6)
+        assert {"online_features", "query_tower", "index_search", "neighbours", "candidate_features", "ranker"} <= set(
+            response.timings_ms
+        )
+        checked += 1
+    assert checked >= 10
+
+
+def test_a_batch_answers_each_request_as_alone(trained: TwoStageRecommender, tiny_split: Any, tiny_source: Any) -> None:
+    test = tiny_split.test
+    moment = int(test.time_ms[len(test) // 2])
+    requests = [
+        RecommendRequest(session_id=str(s), user_id=(str(u) or None), k=5)
+        for s, u in zip(test.session_id[:12], test.user_id[:12], strict=True)
+    ]
+    path = path_at(moment, trained, tiny_source, ExactIndex(trained))
+    together = path.recommend(requests)
+    alone = [path.recommend([r])[0] for r in requests]
+    assert [[i.item_id for i in a.items] for a in together] == [[i.item_id for i in a.items] for a in alone]
+    assert all(a.batch_size == 12 for a in together)
+
+
+def test_excluded_items_never_come_back(trained: TwoStageRecommender, tiny_split: Any, tiny_source: Any) -> None:
+    example = tiny_split.test.subset(np.array([0]))
+    path = path_at(int(example.time_ms[0]) - 1, trained, tiny_source, ExactIndex(trained))
+    request = RecommendRequest(session_id=str(example.session_id[0]), k=10)
+    first = [i.item_id for i in path.recommend([request])[0].items]
+    again = path.recommend([request.model_copy(update={"exclude": first[:4]})])[0]
+    assert not set(first[:4]) & {i.item_id for i in again.items}
+    assert len(again.items) == 10
+
+
+def test_a_down_online_store_answers_popular_items(trained: TwoStageRecommender) -> None:
+    path = path_at(0, trained, DownSource(), ExactIndex(trained))
+    response = path.recommend([RecommendRequest(session_id="s", k=5)])[0]
+    assert response.fallback == "online_store_unavailable"
+    expected = popular_from_vocabulary(trained.vocab.item_ids, trained.vocab.item_popularity)[:5]
+    assert [i.item_id for i in response.items] == [item for item, _ in expected]
+    assert all(i.sources == ["popular"] for i in response.items)
+
+
+@pytest.mark.parametrize("index", ["broken", "slow"])
+def test_an_index_down_or_slow_still_ranks_neighbours_and_the_session(
+    trained: TwoStageRecommender, tiny_split: Any, tiny_source: Any, index: str
+) -> None:
+    example = tiny_split.test.subset(np.array([1]))
+    slow = ExactIndex(trained, delay_s=5.0) if index == "slow" else ExactIndex(trained, broken=True)
+    path = path_at(int(example.time_ms[0]) - 1, trained, tiny_source, slow, latency_budget_ms=1_000)
+    started = time.monotonic()
+    response = path.recommend([RecommendRequest(session_id=str(example.session_id[0]), k=10)])[0]
+    assert time.monotonic() - started < 4.0  # the budget, not the 5 s index, bounds the answer
+    assert response.fallback == "index_unavailable"
+    assert response.items and all("two_tower" not in i.sources for i in response.items)
+
+
+def test_an_unknown_session_gets_trending_then_popular(trained: TwoStageRecommender, tiny_source: Any) -> None:
+    path = path_at(10**13, trained, tiny_source, ExactIndex(trained))
+    popular = path.fallbacks.popular
+    path.fallbacks.trending = [(popular[5][0], 40.0), (popular[7][0], 3.0)]
+    response = path.recommend([RecommendRequest(session_id="never-seen", k=4)])[0]
+    assert response.fallback == "unknown_session"
+    assert [i.item_id for i in response.items] == [popular[5][0], popular[7][0], popular[0][0], popular[1][0]]
+    assert [i.sources for i in response.items] == [["trending"], ["trending"], ["popular"], ["popular"]]
+    assert response.features_age_ms is None
+
+
+def test_without_a_model_the_sessions_neighbours_answer(tiny_split: Any, tiny_source: Any) -> None:
+    example = tiny_split.test.subset(np.array([2]))
+    path = path_at(int(example.time_ms[0]) - 1, None, tiny_source, None)
+    response = path.recommend([RecommendRequest(session_id=str(example.session_id[0]), k=30)])[0]
+    assert response.fallback == "model_not_loaded" and response.model_version is None
+    sources = [i.sources[0] for i in response.items]
+    assert sources[0] == "neighbours"
+    # neighbours first, then the popular list fills up: never interleaved
+    assert sources == sorted(sources, key=lambda s: ["neighbours", "trending", "popular"].index(s))
+    assert response.features_age_ms is not None and response.features_age_ms >= 0
