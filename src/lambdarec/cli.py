@@ -195,6 +195,11 @@ app.add_typer(feature_commands.app, name="features")
 app.add_typer(storefront_commands.app, name="storefront")
 app.add_typer(batch_commands.app, name="batch")
 
+from lambdarec.serving import commands as serving_commands  # noqa: E402
+
+app.add_typer(serving_commands.app, name="recommender")
+app.command("serve")(serving_commands.serve_command)
+
 
 # -- datasets and replay ------------------------------------------------------------------------
 @app.command("datasets")
@@ -269,19 +274,36 @@ def demo(
     dataset: Annotated[
         str | None, typer.Option(help="`<adapter>:<path>` to replay; default: a seeded synthetic shop.")
     ] = None,
-    events: Annotated[int, typer.Option(help="Size of the synthetic dataset when no --dataset is given.")] = 200_000,
+    events: Annotated[
+        int | None, typer.Option(help="Size of the synthetic dataset when no --dataset is given (default 200,000).")
+    ] = None,
     speed: Annotated[str, typer.Option(help="Replay speed: 'max' or a real-time factor.")] = "max",
-    keep_running: Annotated[bool, typer.Option(help="Leave the services up afterwards.")] = True,
+    keep_running: Annotated[
+        bool | None, typer.Option(help="Leave the services up afterwards (default: yes, except with --smoke).")
+    ] = None,
     models: Annotated[bool, typer.Option(help="Train, evaluate and register the models; build the item index.")] = True,
-    train_budget: Annotated[float, typer.Option(help="Seconds of model training in the demo.")] = 120.0,
+    train_budget: Annotated[
+        float | None, typer.Option(help="Seconds of model training in the demo (default 120).")
+    ] = None,
     batch: Annotated[
         bool, typer.Option(help="Run the batch layer: Kafka → bronze → silver → gold → Feast (minutes).")
     ] = True,
     stream: Annotated[
         bool, typer.Option(help="Run the speed layer (Flink + pusher) and show live session features online.")
     ] = True,
+    storefront: Annotated[bool, typer.Option(help="Start the recommender (when available) and the storefront.")] = True,
+    replay_again: Annotated[
+        bool, typer.Option(help="Replay the dataset even if this state folder already replayed it into the broker.")
+    ] = False,
+    smoke: Annotated[
+        bool,
+        typer.Option(
+            help="CI run: 20,000 synthetic events, 30 s of training, services stopped at the end; "
+            "progress on stderr, the JSON summary on stdout."
+        ),
+    ] = False,
 ) -> None:
-    """Run the main job on embedded defaults: services up, a dataset replayed into Kafka, a summary."""
+    """Run the main job on embedded defaults: every stage in one progress view, then the URLs to open."""
     from lambdarec.demo import run_demo
     from lambdarec.replay import ReplaySpeed
     from lambdarec.runtime.errors import RuntimeServiceError
@@ -290,19 +312,24 @@ def demo(
         summary = run_demo(
             _settings(),
             dataset=dataset,
-            synthetic_events=events,
+            synthetic_events=events or (20_000 if smoke else 200_000),
             speed=ReplaySpeed.parse(speed),
-            console=console,
-            keep_running=keep_running,
+            console=err_console if smoke else console,
+            keep_running=keep_running if keep_running is not None else not smoke,
             train_models=models,
-            train_budget_s=train_budget,
+            train_budget_s=train_budget or (30.0 if smoke else 120.0),
+            max_test=300 if smoke else 1_000,
             run_batch=batch,
             run_stream=stream,
+            storefront=storefront,
+            replay_again=replay_again,
         )
     except (ValueError, FileNotFoundError, RuntimeServiceError) as err:
         raise _fail(str(err)) from None
+    if smoke:
+        print(json.dumps(summary.to_dict(), indent=2))
     if not summary.ok:
-        raise _fail("the demo finished with unacknowledged events; see above")
+        raise _fail("the demo finished with unacknowledged events or a failed stage; see above")
 
 
 if __name__ == "__main__":
