@@ -111,6 +111,7 @@ def services_down(
     if not names:
         # The storefront, the Flink job and the pusher use Kafka: stop them first (checkpoints stay).
         stopped += storefront_commands.stop_storefront(settings)
+        stopped += serving_commands.stop_recommender(settings)
         stopped += Supervisor(settings, stream_services(settings, "-")).down()
     stopped += Supervisor(settings).down(names)
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")

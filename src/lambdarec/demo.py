@@ -496,26 +496,11 @@ def _data_docs(settings: Settings) -> str | None:
     return None
 
 
-def start_recommender_if_available(settings: Settings) -> tuple[str | None, str]:
-    """Start the recommender through the serving package's entry point, if it has one yet.
+def start_recommender(settings: Settings) -> dict[str, str]:
+    """Start the recommender under the supervisor (no-op when it runs); its URLs (``http``, ``docs``, ...)."""
+    from lambdarec.serving.commands import start_recommender as start
 
-    Returns:
-        ``(base URL or None, what happened)``.
-    """
-    import importlib
-
-    from lambdarec.storefront.recommendations import embedded_recommender_url
-
-    try:
-        runtime = importlib.import_module("lambdarec.serving.runtime")
-    except ImportError:
-        return None, "not part of this checkout yet (lambdarec.serving.runtime)"
-    start = getattr(runtime, "start_recommender", None)
-    if start is None:
-        return None, "lambdarec.serving.runtime has no start_recommender yet"
-    start(settings)
-    url = embedded_recommender_url(settings)
-    return url, f"serving at {url}" if url else "started, but no service record names its URL"
+    return start(settings)
 
 
 def run_demo(
@@ -605,6 +590,7 @@ def _run_stages(
     from lambdarec.events.admin import kafka_bootstrap, topic_size
     from lambdarec.events.producer import EventPublisher
     from lambdarec.names import CLICKS_DLQ_TOPIC, CLICKS_TOPIC
+    from lambdarec.runtime.errors import RuntimeServiceError
     from lambdarec.runtime.supervisor import Supervisor
 
     supervisor = Supervisor(settings)
@@ -729,14 +715,17 @@ def _run_stages(
         urls: dict[str, str] = {}
         stage = "recommender"
         if storefront and train_models:
-            progress.start(stage)
-            url, what = start_recommender_if_available(settings)
-            recommender = {"url": url, "state": what}
-            if url:
-                urls["recommender API"] = f"{url}/docs"
-                progress.done(stage, what)
+            progress.start(stage, "loading the champion bundle, the index and the feature store")
+            try:
+                served = start_recommender(settings)
+            except RuntimeServiceError as err:
+                # The storefront still starts (it says no recommender answers); the demo fails at the end.
+                recommender = {"error": str(err)}
+                progress.fail(stage, f"{str(err).splitlines()[0][:200]} (see `lambdarec services logs recommender`)")
             else:
-                progress.skip(stage, what)
+                recommender = dict(served)
+                urls["recommender API"] = served.get("docs", "")
+                progress.done(stage, f"HTTP {served.get('http')} · gRPC {served.get('grpc')}")
         else:
             progress.skip(stage, "--no-storefront" if not storefront else "no models (--no-models)")
 
@@ -776,23 +765,26 @@ def _run_stages(
         raise
     finally:
         if not keep_running:
+            from lambdarec.serving.commands import stop_recommender
             from lambdarec.storefront.commands import stop_storefront
             from lambdarec.stream.commands import stream_services
 
             stop_storefront(settings)
+            stop_recommender(settings)
             Supervisor(settings, stream_services(settings, "-")).down()
             supervisor.down()
 
 
 def _service_lines(settings: Settings, supervisor: Any) -> list[dict[str, Any]]:
     from lambdarec.runtime.supervisor import Supervisor
+    from lambdarec.serving.service import RecommenderService
     from lambdarec.storefront.service import StorefrontService
 
-    statuses = [*supervisor.status(), *Supervisor(settings, [StorefrontService(settings)]).status()]
+    extra = Supervisor(settings, [RecommenderService(settings), StorefrontService(settings)]).status()
+    # The engines always; the recommender and the storefront when this demo started them.
     return [
         {"name": s.name, "state": s.state, "endpoint": s.endpoint, "pid": s.pid}
-        for s in statuses
-        if s.state != "stopped" or s.name != StorefrontService.name
+        for s in [*supervisor.status(), *(s for s in extra if s.state != "stopped")]
     ]
 
 

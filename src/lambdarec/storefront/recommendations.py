@@ -96,7 +96,10 @@ def embedded_recommender_url(settings: Settings) -> str | None:
             return None
     except psutil.Error:
         return None
-    port = record.ports.get(RECOMMENDER.port_names[0]) or next(iter(record.ports.values()))
+    # The service names its HTTP port "port"; the topology (containers) calls it "http_port".
+    port = record.ports.get("port") or record.ports.get(RECOMMENDER.port_names[0])
+    if not port:
+        return None
     return f"http://127.0.0.1:{port}"
 
 
