@@ -26,6 +26,13 @@ if ! command -v mvn >/dev/null 2>&1; then
   problems+=("mvn (Maven 3.8+) not found: it resolves the Kafka/Flink/Spark jars from Maven Central. Install it: apt-get install -y maven (macOS: brew install maven)")
 fi
 
+# The storefront's end-to-end test drives Chromium through Playwright, which downloads no browser.
+if [ -n "${CHROMIUM:-}" ]; then
+  [ -x "$CHROMIUM" ] || problems+=("CHROMIUM=$CHROMIUM is not an executable: point it at a Chromium binary or unset it")
+elif ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  problems+=("chromium not found: the storefront's browser test drives it. Install it: apt-get install -y chromium (macOS: brew install --cask chromium) or set CHROMIUM=/path/to/chromium")
+fi
+
 if [ ${#problems[@]} -gt 0 ]; then
   echo "lambdarec setup cannot continue:" >&2
   for p in "${problems[@]}"; do echo "  - $p" >&2; done

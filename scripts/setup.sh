@@ -4,6 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# 0. Chromium: the storefront's end-to-end test drives the system's browser through Playwright
+#    (which downloads none). Installed before the checks, which fail without it.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 && [ -z "${CHROMIUM:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    printf '\033[1m==> %s\033[0m\n' "installing chromium from Debian packages (the storefront's browser test)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "warning: could not install chromium" >&2
+  fi
+fi
 bash scripts/check_prereqs.sh
 
 UV_VERSION=0.13.9

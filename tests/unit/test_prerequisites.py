@@ -30,10 +30,16 @@ def run_with_path(tmp_path: Path, tools: list[str]) -> subprocess.CompletedProce
 
 
 def test_all_present_passes(tmp_path: Path) -> None:
-    if not (shutil.which("java") and shutil.which("mvn")):
-        pytest.skip("this machine lacks java or mvn")
-    result = run_with_path(tmp_path, ["python3", "java", "mvn"])
+    if not (shutil.which("java") and shutil.which("mvn") and shutil.which("chromium")):
+        pytest.skip("this machine lacks java, mvn or chromium")
+    result = run_with_path(tmp_path, ["python3", "java", "mvn", "chromium"])
     assert result.returncode == 0, result.stderr
+
+
+def test_missing_chromium_names_the_fix(tmp_path: Path) -> None:
+    result = run_with_path(tmp_path, ["python3", "java", "mvn"])
+    assert result.returncode == 2
+    assert "chromium not found" in result.stderr and "apt-get install -y chromium" in result.stderr
 
 
 def test_missing_java_and_maven_name_the_fix(tmp_path: Path) -> None:
