@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LAMBDAREC := $(VENV)/bin/lambdarec
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-unit bench lint format clean
+.PHONY: help setup demo test test-unit bench bento lint format clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -30,6 +30,10 @@ test-unit: setup  ## Fast tests, no engines
 
 bench: setup  ## Benchmarks; JSON results under bench/results/
 	$(PY) bench/run_all.py
+
+bento: setup  ## Package the recommender as a bento (bentoml build; the lambdarec wheel rides along)
+	.cache/tools/bin/uv build --wheel -q -o bentos/recommender/wheels
+	cd bentos/recommender && PATH=$(CURDIR)/.cache/tools/bin:$$PATH BENTOML_DO_NOT_TRACK=True ../../$(VENV)/bin/bentoml build .
 
 lint: setup  ## ruff + mypy
 	$(VENV)/bin/ruff check src tests bench jobs features infra

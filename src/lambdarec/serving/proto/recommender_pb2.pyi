@@ -1,10 +1,8 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from google.protobuf.internal import containers as _containers
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -18,7 +16,7 @@ class RecommendRequest(_message.Message):
     user_id: str
     k: int
     exclude: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, session_id: str | None = ..., user_id: str | None = ..., k: int | None = ..., exclude: _Iterable[str] | None = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., k: _Optional[int] = ..., exclude: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RecommendedItem(_message.Message):
     __slots__ = ("item_id", "score", "sources")
@@ -28,7 +26,7 @@ class RecommendedItem(_message.Message):
     item_id: str
     score: float
     sources: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, item_id: str | None = ..., score: float | None = ..., sources: _Iterable[str] | None = ...) -> None: ...
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., sources: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
     __slots__ = ("items", "model_version", "feature_services", "fallback", "features_age_ms", "timings_ms", "batch_size")
@@ -38,14 +36,14 @@ class RecommendResponse(_message.Message):
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: str
-        def __init__(self, key: str | None = ..., value: str | None = ...) -> None: ...
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: float
-        def __init__(self, key: str | None = ..., value: float | None = ...) -> None: ...
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     FEATURE_SERVICES_FIELD_NUMBER: _ClassVar[int]
@@ -60,4 +58,4 @@ class RecommendResponse(_message.Message):
     features_age_ms: int
     timings_ms: _containers.ScalarMap[str, float]
     batch_size: int
-    def __init__(self, items: _Iterable[RecommendedItem | _Mapping] | None = ..., model_version: str | None = ..., feature_services: _Mapping[str, str] | None = ..., fallback: str | None = ..., features_age_ms: int | None = ..., timings_ms: _Mapping[str, float] | None = ..., batch_size: int | None = ...) -> None: ...
+    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., feature_services: _Optional[_Mapping[str, str]] = ..., fallback: _Optional[str] = ..., features_age_ms: _Optional[int] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., batch_size: _Optional[int] = ...) -> None: ...
