@@ -1,50 +1,17 @@
-"""The main job through the real CLI: `lambdarec demo`, status, replay, dlq, down."""
+"""The main job through the real CLI: `lambdarec demo`, status, replay, dlq."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
-LAMBDAREC = [sys.executable, "-m", "lambdarec.cli"]
-# The first test runs the whole demo in its fixture: engines, replay, gold for every date, training
-# through the feature store (pytest-timeout counts fixture setup against that test).
+from e2e_cli import run_cli
+
+# The first test to ask for `demo_state` runs the whole demo (tests/e2e/conftest.py); pytest-timeout
+# counts that fixture's setup against the test.
 pytestmark = pytest.mark.timeout(2700)
-
-
-def run_cli(state: Path, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "TERM": "dumb"}
-    result = subprocess.run(
-        [*LAMBDAREC, "--state-dir", str(state), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"lambdarec {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-        )
-    return result
-
-
-@pytest.fixture(scope="module")
-def demo_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Run the demo once (services stay up) and stop everything at the end."""
-    state = tmp_path_factory.mktemp("demo-state")
-    try:
-        # Gold for every date and training through the feature store: ~15 min on 2 cores.
-        run_cli(state, "demo", "--events", "20000", "--train-budget", "30", timeout=2400)
-        yield state
-    finally:
-        run_cli(state, "services", "down", check=False)
 
 
 def test_demo_replays_the_synthetic_shop_and_accounts_for_every_event(demo_state: Path) -> None:
@@ -117,12 +84,3 @@ def test_bad_arguments_get_a_clear_error(demo_state: Path) -> None:
     assert bad_speed.returncode != 0 and "speed must be" in bad_speed.stderr
     bad_spec = run_cli(demo_state, "replay", "nosuchformat:/tmp/x", check=False)
     assert bad_spec.returncode == 1 and "unknown adapter" in bad_spec.stderr
-
-
-def test_down_stops_every_process(tmp_path: Path, demo_state: Path) -> None:
-    statuses = json.loads(run_cli(demo_state, "services", "status", "--json").stdout)
-    pids = [s["pid"] for s in statuses]
-    run_cli(demo_state, "services", "down")
-    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
-    stopped = run_cli(demo_state, "services", "status", check=False)
-    assert stopped.returncode == 1 and "stopped" in stopped.stdout

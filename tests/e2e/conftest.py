@@ -1,0 +1,27 @@
+"""One demo run for the whole end-to-end session: every e2e module reads its state and services.
+
+Modules run in name order: ``test_demo_cli`` (the demo's summary, status, replay, dlq), then
+``test_recommender`` (HTTP, gRPC, fallbacks, reload against the demo's recommender), and
+``test_shutdown`` last (``services down`` stops every process).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e2e_cli import run_cli
+
+
+@pytest.fixture(scope="session")
+def demo_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Run the demo once (services stay up) and stop everything at the end of the session."""
+    state = tmp_path_factory.mktemp("demo-state")
+    try:
+        # Gold for every date and training through the feature store: ~15 min on 2 cores.
+        run_cli(state, "demo", "--events", "20000", "--train-budget", "30", timeout=2400)
+        yield state
+    finally:
+        run_cli(state, "services", "down", check=False)
