@@ -396,6 +396,46 @@ def test_uci_hand_made_bad_rows(tmp_path: Path) -> None:
     assert table.to_pylist()[0]["event_time"] == 1293876000000  # 10:00 GMT == UTC in January
 
 
+def test_uci_lines_of_an_invoice_get_distinct_ordered_milliseconds(uci: tuple[pa.Table, AdapterReport]) -> None:
+    # Line k (file order, kept lines) of an invoice at InvoiceDate + k ms, across the adapter's batches.
+    table, report = uci
+    raw = pd.read_parquet(UCI)
+    kept = raw[
+        ~raw["InvoiceNo"].str.startswith("C")
+        & (raw["Quantity"] > 0)
+        & ~raw["StockCode"].str.upper().isin(UCI_NON_PRODUCT_CODES)
+        & (raw["UnitPrice"] > 0)
+    ]
+    assert len(kept) > 100_000  # more than one batch of the adapter
+    rank = kept.groupby("InvoiceNo").cumcount().to_numpy()
+    base = pd.to_datetime(kept["InvoiceDate"]).dt.tz_localize("UTC").astype("datetime64[ms, UTC]").astype("int64")
+    assert table.column("event_time").to_pylist() == (base.to_numpy() + rank).tolist()
+    assert report.adjusted[next(r for r in report.adjusted if r.startswith("invoice line k"))] == int((rank > 0).sum())
+    times = pd.DataFrame({"invoice": kept["InvoiceNo"].to_numpy(), "t": table.column("event_time").to_pylist()})
+    assert not times.duplicated().any()
+
+
+def test_uci_invoice_split_across_batches_keeps_counting(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "InvoiceNo": ["1", "1", "2", "1", "1"],
+            "StockCode": ["10001", "POST", "10002", "10003", "10004"],
+            "Description": [""] * 5,
+            "Quantity": [1] * 5,
+            "InvoiceDate": pd.to_datetime(["2011-01-01 10:00"] * 5),
+            "UnitPrice": [1.0] * 5,
+            "CustomerID": [1.0] * 5,
+            "Country": ["UK"] * 5,
+        }
+    )
+    path = tmp_path / "retail.parquet"
+    frame.to_parquet(path)
+    table, report = read(f"uci:{path}", batch_size=2)
+    base = 1293876000000
+    assert table.column("event_time").to_pylist() == [base, base, base + 1, base + 2]  # POST dropped, not counted
+    assert sum(report.adjusted.values()) == 2
+
+
 # Generic CSV -------------------------------------------------------------------------------
 
 

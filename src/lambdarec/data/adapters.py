@@ -461,8 +461,10 @@ class UciOnlineRetailAdapter(DatasetAdapter):
     UnitPrice as price. Dropped, in this order: cancelled invoices (``C`` prefix), lines with
     a quantity of zero or less (returns, stock corrections), non-product lines (postage,
     fees, discounts, samples, manual and bad-debt adjustments), unit prices of zero or less.
-    A missing CustomerID is kept as an anonymous purchase (about a quarter of lines): the
-    basket is still real co-purchase signal.
+    The lines of an invoice share one InvoiceDate: the kept ones get distinct milliseconds in
+    file order (line k at + k ms), reported as an adjustment. A missing CustomerID is kept as
+    an anonymous purchase (about a quarter of lines): the basket is still real co-purchase
+    signal.
 
     Args:
         path: A Parquet file, or a folder of them.
@@ -489,6 +491,7 @@ class UciOnlineRetailAdapter(DatasetAdapter):
         self.timezone = timezone
 
     def _tables(self, report: AdapterReport) -> Iterator[pa.Table]:
+        lines_before: dict[str, int] = {}  # kept lines of each invoice in earlier batches
         for path in self._files("*.parquet", "*.parquet.*", "*.pq"):
             parquet = pq.ParquetFile(path)
             missing = [c for c in self.COLUMNS if c not in parquet.schema_arrow.names]
@@ -496,9 +499,9 @@ class UciOnlineRetailAdapter(DatasetAdapter):
                 raise ValueError(f"{path}: no column(s) {missing}; not UCI Online Retail")
             for record_batch in parquet.iter_batches(batch_size=self.batch_size, columns=list(self.COLUMNS)):
                 report.rows_read += record_batch.num_rows
-                yield self._convert(to_frame(record_batch), report)
+                yield self._convert(to_frame(record_batch), report, lines_before)
 
-    def _convert(self, frame: pd.DataFrame, report: AdapterReport) -> pa.Table:
+    def _convert(self, frame: pd.DataFrame, report: AdapterReport, lines_before: dict[str, int]) -> pa.Table:
         invoice = text(frame["InvoiceNo"])
         code = text(frame["StockCode"])
         quantity = numbers(frame["Quantity"])
@@ -530,7 +533,23 @@ class UciOnlineRetailAdapter(DatasetAdapter):
             batch.drop("unit price of zero or less", ~(price > 0))
         batch.drop("unparseable InvoiceDate", when.isna().to_numpy())
         batch.drop("missing StockCode", (code == "").to_numpy())
+        _spread_invoice_lines(batch, lines_before)
         return batch.finish()
+
+
+def _spread_invoice_lines(batch: CandidateBatch, lines_before: dict[str, int]) -> None:
+    """Give the kept lines of an invoice distinct, ordered milliseconds: line k at InvoiceDate + k ms.
+
+    Every line of an invoice carries the same InvoiceDate (to the minute), so a point-in-time read
+    just before one line would see none of the basket. The file order of the lines is the only
+    order the source has; ``lines_before`` carries each invoice's count across batches.
+    """
+    kept = pd.Series(batch.session_id[batch.keep].to_numpy())
+    rank = kept.groupby(kept).cumcount().to_numpy() + kept.map(lines_before).fillna(0).to_numpy(dtype=np.int64)
+    batch.event_time[batch.keep] += rank
+    for invoice, lines in kept.value_counts(sort=False).items():
+        lines_before[str(invoice)] = lines_before.get(str(invoice), 0) + int(lines)
+    batch.report.adjust("invoice line k at InvoiceDate + k ms (one timestamp per invoice)", int((rank > 0).sum()))
 
 
 class CsvMapping(BaseModel):
