@@ -33,6 +33,14 @@ fi
 step "syncing .venv from uv.lock"
 "$uv" sync --frozen --all-extras --python "$py" --quiet
 
+# 2b. The data-docs site's Bootstrap / jQuery / Vega / Font Awesome, from npm (GX's pages load them from
+#     CDNs, unreachable offline): pinned in lambdarec.quality.docs_site, fetched once into .cache/vendor/docs.
+if command -v npm >/dev/null 2>&1; then
+  .venv/bin/lambdarec docs vendor >/dev/null || echo "warning: could not vendor the data-docs assets (npm pack failed)" >&2
+else
+  echo "note: npm not found; the data-docs pages will load their assets from CDNs (apt-get install -y npm)" >&2
+fi
+
 # 3. The Flink job's own environment: apache-flink pins apache-beam, which cannot
 #    share an environment with the rest.
 step "syncing jobs/flink/.venv from jobs/flink/uv.lock"
