@@ -217,14 +217,20 @@ def dataset_fingerprint(spec: str, limit: int | None = None) -> str:
     """
     import hashlib
 
-    adapter, _, location = spec.partition(":")
-    path = Path(location)
+    from lambdarec.data.registry import parse_spec
+
+    adapter, path = parse_spec(spec)
     if not path.exists():
         raise FileNotFoundError(f"dataset not found: {path}")
     digest = hashlib.sha256(f"{adapter}\0{limit}\0".encode())
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + b"\0")
+    if path.is_dir():
+        files = [(str(p.relative_to(path)), p) for p in sorted(path.rglob("*")) if p.is_file()]
+    else:
+        # A csv file's sidecar column mapping changes what its rows mean.
+        sidecar = path.with_name(path.name + ".mapping.json")
+        files = [("", path), *([("mapping", sidecar)] if sidecar.is_file() else [])]
+    for name, file in files:
+        digest.update(name.encode() + b"\0")
         with file.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
@@ -385,7 +391,8 @@ class DemoProgress:
         return table
 
     def __enter__(self) -> DemoProgress:
-        if self.console is not None:
+        # A terminal gets the table redrawn in place; a log (CI, a pipe) one line per stage change.
+        if self.console is not None and self.console.is_terminal:
             from rich.live import Live
 
             self._live = Live(self, console=self.console, refresh_per_second=4, transient=False)
@@ -405,6 +412,7 @@ class DemoProgress:
         self._started[key] = time.monotonic()
         self.stages[key].state = "running"
         self.stages[key].detail = detail
+        self._log(key)
 
     def note(self, key: str, detail: str) -> None:
         """Update a stage's result line."""
@@ -429,6 +437,15 @@ class DemoProgress:
         stage.seconds = time.monotonic() - started if started is not None else None
         if detail is not None:
             stage.detail = detail
+        self._log(key)
+
+    def _log(self, key: str) -> None:
+        if self.console is None or self._live is not None:
+            return
+        stage = self.stages[key]
+        seconds = f" ({stage.seconds:.0f} s)" if stage.seconds is not None else ""
+        detail = f": {stage.detail}" if stage.detail else ""
+        self.console.print(f"{self.ICONS[stage.state]} {stage.label}{seconds}{detail}", highlight=False)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         """Each stage's state, seconds and result (for the summary)."""

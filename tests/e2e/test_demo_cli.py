@@ -25,7 +25,21 @@ def test_demo_replays_the_synthetic_shop_and_accounts_for_every_event(demo_state
     # ... plus the live shoppers' events the demo publishes at the end.
     assert summary["topic_sizes"]["clicks"] == publish["accepted"] + summary["stream"]["live_events_published"]
     assert summary["topic_sizes"]["clicks.dlq"] == publish["rejected"] + summary["malformed_examples_sent"]
-    assert {s["name"] for s in summary["services"]} == {"kafka", "milvus", "mlflow"}
+    assert {s["name"] for s in summary["services"]} == {"kafka", "milvus", "mlflow", "recommender", "storefront"}
+
+
+def test_demo_shows_every_stage_done_and_ends_with_the_urls(demo_state: Path) -> None:
+    summary = json.loads((demo_state / "demo" / "summary.json").read_text())
+    assert summary["ok"] is True and summary["replay_skipped"] is None
+    assert {name: stage["state"] for name, stage in summary["stages"].items()} == dict.fromkeys(
+        ("engines", "speed", "dataset", "replay", "dlq", "batch", "models", "live", "recommender", "storefront"),
+        "done",
+    )
+    urls = summary["urls"]
+    assert urls["storefront"].startswith("http://127.0.0.1:") and urls["recommender API"].endswith("/docs")
+    assert urls["MLflow"].startswith("http://127.0.0.1:")
+    # Engine and library output went to the demo's log, not into the progress view.
+    assert (demo_state / "demo" / "demo.log").stat().st_size > 0
 
 
 def test_demo_trains_registers_and_indexes_the_models(demo_state: Path) -> None:
@@ -84,3 +98,33 @@ def test_bad_arguments_get_a_clear_error(demo_state: Path) -> None:
     assert bad_speed.returncode != 0 and "speed must be" in bad_speed.stderr
     bad_spec = run_cli(demo_state, "replay", "nosuchformat:/tmp/x", check=False)
     assert bad_spec.returncode == 1 and "unknown adapter" in bad_spec.stderr
+
+
+def test_a_rerun_of_the_demo_does_not_replay_the_dataset_again(demo_state: Path) -> None:
+    from lambdarec.events.admin import topic_size
+
+    summary_path = demo_state / "demo" / "summary.json"
+    first = json.loads(summary_path.read_text())
+    kafka = next(s["endpoint"] for s in first["services"] if s["name"] == "kafka")
+    before = {topic: topic_size(kafka, topic) for topic in ("clicks", "clicks.dlq")}
+    try:
+        # --smoke: the same 20,000-event synthetic shop as the session's demo, the JSON summary on stdout.
+        rerun = run_cli(
+            demo_state,
+            "demo",
+            "--smoke",
+            "--keep-running",
+            "--no-batch",
+            "--no-models",
+            "--no-stream",
+            "--no-storefront",
+            timeout=300,
+        )
+    finally:
+        summary_path.write_text(json.dumps(first, indent=2))  # the later modules read the first run's summary
+    second = json.loads(rerun.stdout)
+    assert second["replay_skipped"].startswith("already replayed into clicks")
+    assert second["dataset"] == first["dataset"] and second["publish"] == first["publish"]
+    assert second["stages"]["replay"]["state"] == second["stages"]["dlq"]["state"] == "skipped"
+    assert {topic: topic_size(kafka, topic) for topic in ("clicks", "clicks.dlq")} == before
+    assert "already replayed" in rerun.stderr  # the progress view says so
