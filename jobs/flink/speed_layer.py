@@ -4,8 +4,8 @@ A PyFlink job whose operators are Flink SQL, so every event is handled in the JV
 worker only builds dead letters, which are rare). With event-time semantics:
 
 * reads ``clicks`` from Kafka as raw bytes, parsed once by ``PARSE_CLICK`` (Java, ``udf/``): a
-  record that is not an event (not UTF-8, not a JSON object, a required field missing or
-  malformed) goes to ``clicks.dlq`` with the reason from :func:`decode_event`, in the format of
+  record that is not an event by the event contract (:mod:`lambdarec.events.contract`: the same
+  rules as the publisher and silver) goes to ``clicks.dlq`` with the reason from :func:`decode_event`, in the format of
   :func:`lambdarec.events.dlq.dead_letter`, and the job keeps running;
 * event time from ``event_time`` with bounded out-of-orderness watermarks; events behind the
   watermark are still folded into the session and user features (those folds do not depend on
@@ -46,9 +46,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from lambdarec import names
+from lambdarec.events.contract import (
+    DEFAULT_BOUNDS,
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_FUTURE_MS,
+    EARLIEST_EVENT_MS,
+    Bounds,
+    Violation,
+    decode_record,
+)
 from lambdarec.events.dlq import dead_letter
 from lambdarec.features.session import MAX_TRACKED_CATEGORIES, RECENT_ITEMS
 from lambdarec.schemas import EventRejection
@@ -63,55 +70,40 @@ PARSE_CLICK_CLASS = "lambdarec.flink.ParseClick"
 EVENT_TIME_OF_CLASS = "lambdarec.flink.EventTimeOf"
 USER_RECENT_LIMIT = 20
 MINUTE_MS = 60_000
-_REQUIRED_TEXT = ("event_id", "session_id", "item_id", "event_type")
-_EVENT_TYPES = frozenset(t.value for t in names.EventType)
 
 
 # -- pure helpers (unit-tested without Flink) ---------------------------------------------------------
-def decode_event(raw: str | bytes) -> dict[str, Any] | EventRejection:
+def decode_event(
+    raw: str | bytes | None, bounds: Bounds = DEFAULT_BOUNDS, broker_ms: int | None = None
+) -> dict[str, Any] | EventRejection:
     """Decode one ``clicks`` record, or explain why it is not an event.
 
-    The reference for the job's parser (``PARSE_CLICK``, ``udf/lambdarec/flink/ParseClick.java``,
-    the same rules in one Jackson pass) and the source of the reason written to the dead-letter
-    topic. It checks only what the features need.
+    The event contract's reference decoder (:func:`lambdarec.events.contract.decode_record`), which
+    ``PARSE_CLICK`` (``udf/lambdarec/flink/ParseClick.java``) follows in one Jackson pass, and the
+    source of the reason written to the dead-letter topic.
 
     Args:
         raw: The record value.
+        bounds: The contract's bounds in force (the job's ``--earliest-event-ms`` and friends).
+        broker_ms: The record's Kafka timestamp, the clock of the ``in_future`` rule.
 
     Returns:
-        The event as a dict, or the rejection (field + reason) for the dead-letter topic.
+        The event's canonical fields, or the rejection (field, reason, code) for the dead-letter topic.
     """
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return EventRejection("record value is not valid UTF-8")
-    if "\ufffd" in raw:
-        return EventRejection("record value is not valid UTF-8")
-    try:
-        event = orjson.loads(raw)
-    except orjson.JSONDecodeError as err:
-        return EventRejection(f"not JSON: {err}")
-    if not isinstance(event, dict):
-        return EventRejection(f"expected a JSON object, got {type(event).__name__}")
-    for key in _REQUIRED_TEXT:
-        value = event.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            event[key] = value = str(value)
-        if not isinstance(value, str) or not value:
-            return EventRejection("missing or not a non-empty string", key)
-    if event["event_type"] not in _EVENT_TYPES:
-        return EventRejection(f"unknown event type {event['event_type']!r}", "event_type")
-    event_time = event.get("event_time")
-    if not isinstance(event_time, int) or isinstance(event_time, bool) or event_time <= 0:
-        return EventRejection("missing or not epoch milliseconds", "event_time")
-    user = event.get("user_id")
-    if user is not None and not isinstance(user, str):
-        event["user_id"] = str(user)
-    return event
+    result = decode_record(raw, bounds, clock_ms=broker_ms)
+    if isinstance(result, Violation):
+        return EventRejection.of(result, bounds)
+    return result
 
 
-def letter_for(raw: bytes | None, partition: int | None, offset: int | None, topic: str) -> bytes:
+def letter_for(
+    raw: bytes | None,
+    partition: int | None,
+    offset: int | None,
+    topic: str,
+    bounds: Bounds = DEFAULT_BOUNDS,
+    broker_ms: int | None = None,
+) -> bytes:
     """The dead letter of a record ``PARSE_CLICK`` rejected (reason from :func:`decode_event`).
 
     Args:
@@ -119,11 +111,13 @@ def letter_for(raw: bytes | None, partition: int | None, offset: int | None, top
         partition: Its partition.
         offset: Its offset.
         topic: The topic it was read from.
+        bounds: The contract's bounds the job runs with.
+        broker_ms: The record's Kafka timestamp.
 
     Returns:
         The JSON value for the dead-letter topic.
     """
-    decoded = decode_event(raw or b"")
+    decoded = decode_event(raw, bounds, broker_ms)
     if not isinstance(decoded, EventRejection):
         # PARSE_CLICK disagrees with the reference (a bug in one of them): the record is kept,
         # with that explanation, rather than lost.
@@ -172,6 +166,7 @@ def job_statements(args: argparse.Namespace) -> list[str]:
             payload BYTES,
             kafka_partition INT METADATA FROM 'partition' VIRTUAL,
             kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
+            kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
             ts AS TO_TIMESTAMP_LTZ(COALESCE(EVENT_TIME_OF(payload), 0), 3),
             WATERMARK FOR ts AS ts - INTERVAL '{out_of_order_s:.3f}' SECOND
         ) WITH (
@@ -210,12 +205,16 @@ def job_statements(args: argparse.Namespace) -> list[str]:
             f"{names.ITEM_ID} STRING, {names.ITEM_TRENDING_COUNT} BIGINT, window_end_ms BIGINT, "
             "source_event_ms BIGINT, emitted_ms BIGINT",
         ),
-        """CREATE TEMPORARY VIEW checked AS SELECT
+        # The contract's bounds that are settings go in as arguments (the broker's time is the
+        # clock of the in_future rule, as in silver).
+        f"""CREATE TEMPORARY VIEW checked AS SELECT
             payload, kafka_partition, kafka_offset, ts, c.valid AS valid,
             COALESCE(ts < CURRENT_WATERMARK(ts), FALSE) AS is_late,
             c.event_id, c.session_id, c.user_id, c.item_id, c.event_type, c.category,
-            c.event_time AS event_ms
-        FROM clicks_source, LATERAL TABLE(PARSE_CLICK(payload)) AS c""",
+            c.event_time AS event_ms, c.broker_ms
+        FROM clicks_source, LATERAL TABLE(PARSE_CLICK(payload, kafka_ts,
+            CAST({args.earliest_event_ms} AS BIGINT), CAST({args.max_future_ms} AS BIGINT),
+            CAST({args.max_event_bytes} AS BIGINT))) AS c""",
         "CREATE TEMPORARY VIEW events AS SELECT * FROM checked WHERE valid",
     ]
     # Duplicates (same event_id) count once: every session count is a COUNT(DISTINCT event_id),
@@ -236,7 +235,7 @@ def job_statements(args: argparse.Namespace) -> list[str]:
         FROM events GROUP BY session_id"""
     inserts = [
         """INSERT INTO dlq_sink
-            SELECT dead_letter_for(payload, kafka_partition, kafka_offset) FROM checked WHERE NOT valid""",
+            SELECT dead_letter_for(payload, kafka_partition, kafka_offset, broker_ms) FROM checked WHERE NOT valid""",
         f"""INSERT INTO session_sink SELECT
             session_id, recent, n_events, n_views, n_carts, n_purchases, n_categories, first_ms, last_ms,
             CAST(last_ms - first_ms AS DOUBLE) / 1000, source_event_ms, emitted_ms, late, late_events
@@ -371,10 +370,15 @@ def build_job(args: argparse.Namespace) -> Any:
         t_env.add_python_file(str(pylib))
 
     source_topic = args.source_topic
+    bounds = Bounds(
+        earliest_ms=args.earliest_event_ms, max_future_ms=args.max_future_ms, max_bytes=args.max_event_bytes
+    )
 
     @udf(result_type=DataTypes.BYTES())  # type: ignore[misc]
-    def dead_letter_for(payload: bytes | None, partition: int | None, offset: int | None) -> bytes:
-        return letter_for(payload, partition, offset, source_topic)
+    def dead_letter_for(
+        payload: bytes | None, partition: int | None, offset: int | None, broker_ms: int | None
+    ) -> bytes:
+        return letter_for(payload, partition, offset, source_topic, bounds, broker_ms)
 
     t_env.create_temporary_function("dead_letter_for", dead_letter_for)
     java_functions = {
@@ -462,6 +466,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="Interpreter of the Python worker (default: this one); '' keeps the cluster's setting.",
     )
     parser.add_argument("--sessions-only", action="store_true", help="Only the session features (tests, bench).")
+    parser.add_argument(
+        "--earliest-event-ms",
+        type=int,
+        default=EARLIEST_EVENT_MS,
+        help="Earlier event times are dead-lettered (the event contract; Settings.earliest_event_time).",
+    )
+    parser.add_argument(
+        "--max-future-ms",
+        type=int,
+        default=DEFAULT_MAX_FUTURE_MS,
+        help="Event times further ahead of the record's Kafka timestamp are dead-lettered.",
+    )
+    parser.add_argument(
+        "--max-event-bytes", type=int, default=DEFAULT_MAX_EVENT_BYTES, help="Longer records are dead-lettered."
+    )
     args = parser.parse_args(argv)
     if args.restore == "latest":
         found = latest_checkpoint(Path(args.state_dir, "checkpoints"))

@@ -16,17 +16,44 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 
+from lambdarec.events.contract import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_FUTURE_MS,
+    EARLIEST_EVENT_MS,
+    FIELDS,
+    MAX_ID_LENGTH,
+    MAX_TEXT_LENGTH,
+    OPTIONAL_TEXT,
+    REQUIRED_IDS,
+    Bounds,
+    Code,
+    Violation,
+    decode_record,
+    reason_text,
+)
 from lambdarec.names import EventType
 
-EARLIEST_EVENT_MS = 946_684_800_000  # 2000-01-01: older timestamps are unit mistakes, not history.
-MAX_ID_LENGTH = 128
-MAX_TEXT_LENGTH = 256
+__all__ = [
+    "EARLIEST_EVENT_MS",
+    "MAX_ID_LENGTH",
+    "MAX_TEXT_LENGTH",
+    "ClickEvent",
+    "EncodedEvent",
+    "EventRejection",
+    "encode_event",
+    "to_epoch_ms",
+    "validate_event",
+]
 
 
 class ClickEvent(BaseModel):
     """One interaction of a shopper with an item.
+
+    The bounds come from :mod:`lambdarec.events.contract`; the earliest accepted event time is
+    a setting, passed as ``context={"earliest_ms": ...}`` to ``model_validate`` (default 2000-01-01).
 
     Attributes:
         event_id: Unique id; duplicates are harmless downstream (dedup by this id).
@@ -43,7 +70,7 @@ class ClickEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
     event_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    event_time: int = Field(ge=EARLIEST_EVENT_MS)
+    event_time: int
     session_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     user_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
     item_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
@@ -62,6 +89,16 @@ class ClickEvent(BaseModel):
             return to_epoch_ms(datetime.fromisoformat(value.replace("Z", "+00:00")))
         if isinstance(value, bool):
             raise ValueError("a boolean is not a timestamp")
+        return value
+
+    @field_validator("event_time")
+    @classmethod
+    def _not_too_early(cls, value: int, info: ValidationInfo) -> int:
+        earliest = (info.context or {}).get("earliest_ms", EARLIEST_EVENT_MS)
+        if value < earliest:
+            raise PydanticCustomError(Code.TOO_EARLY.value, "event time before {earliest}", {"earliest": earliest})
+        if value.bit_length() > 63:  # the wire carries a signed 64-bit integer
+            raise ValueError("event time does not fit in 64 bits")
         return value
 
     @field_validator("user_id", "category", "brand", mode="before")
@@ -103,16 +140,24 @@ class EventRejection:
     """Why a raw event was rejected.
 
     Attributes:
-        reason: Human-readable cause, naming the offending value's problem.
+        reason: Human-readable cause: the contract's text for ``code``
+            (:func:`lambdarec.events.contract.reason_text`).
         field: The first offending field, or None when the payload as a whole is bad.
+        code: The contract's code (:class:`lambdarec.events.contract.Code`), the same on every path.
     """
 
     reason: str
     field: str | None = None
+    code: str | None = None
 
     def describe(self) -> str:
         """One line naming the field and the reason."""
         return f"{self.field}: {self.reason}" if self.field else self.reason
+
+    @classmethod
+    def of(cls, violation: Violation, bounds: Bounds) -> EventRejection:
+        """The rejection of a broken contract rule, with the contract's reason text."""
+        return cls(reason_text(violation.code, violation.field, bounds), violation.field, violation.code.value)
 
 
 def to_epoch_ms(moment: datetime) -> int:
@@ -125,50 +170,45 @@ def to_epoch_ms(moment: datetime) -> int:
 def validate_event(
     raw: Mapping[str, Any] | bytes | str,
     *,
-    max_bytes: int = 16_384,
-    max_future_ms: int = 86_400_000,
+    max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
     now_ms: int | None = None,
+    earliest_ms: int = EARLIEST_EVENT_MS,
 ) -> ClickEvent | EventRejection:
-    """Validate one raw event.
+    """Validate one raw event against the contract (:mod:`lambdarec.events.contract`).
 
     Args:
-        raw: A mapping, or the JSON bytes/text of one.
+        raw: A mapping, or the JSON bytes/text of one. Bytes follow the wire rules exactly;
+            mappings (from adapters) may also carry datetimes and ISO strings.
         max_bytes: Raw payloads longer than this are rejected as oversized (a validated
             mapping cannot exceed it: every text field has a length limit).
         max_future_ms: Allowed clock skew; later event times are rejected.
         now_ms: The current time (for tests); defaults to the wall clock.
+        earliest_ms: Earlier event times are rejected (``Settings.earliest_event_time``).
 
     Returns:
         The event, or the rejection that explains why it is not one. Never raises on bad
         input: every failure becomes a rejection.
     """
+    bounds = Bounds(earliest_ms=earliest_ms, max_future_ms=max_future_ms, max_bytes=max_bytes)
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
     if isinstance(raw, bytes | str):
-        size = len(raw.encode() if isinstance(raw, str) else raw)
-        if size > max_bytes:
-            return EventRejection(f"payload of {size} bytes exceeds the {max_bytes}-byte limit")
-        try:
-            decoded = orjson.loads(raw)
-        except orjson.JSONDecodeError as err:
-            return EventRejection(f"not valid JSON: {err}")
-        if not isinstance(decoded, dict):
-            return EventRejection(f"expected a JSON object, got {type(decoded).__name__}")
-        payload: Mapping[str, Any] = decoded
+        fields = decode_record(raw, bounds, clock_ms=now)
+        if isinstance(fields, Violation):
+            return EventRejection.of(fields, bounds)
+        payload: Mapping[str, Any] = fields
     elif isinstance(raw, Mapping):
         payload = raw
     else:
-        return EventRejection(f"expected a mapping or JSON bytes, got {type(raw).__name__}")
-    event = _validated_event(payload)
+        return EventRejection(
+            f"expected a mapping or JSON bytes, got {type(raw).__name__}", None, Code.NOT_OBJECT.value
+        )
+    event = _validated_event(payload, bounds)
     if isinstance(event, EventRejection):
         return event
-    now = now_ms if now_ms is not None else int(time.time() * 1000)
     if event.event_time > now + max_future_ms:
-        return _future_rejection(event.event_time, max_future_ms)
+        return EventRejection.of(Violation(Code.IN_FUTURE, "event_time"), bounds)
     return event
-
-
-def _future_rejection(event_time: int, max_future_ms: int) -> EventRejection:
-    moment = datetime.fromtimestamp(event_time / 1000, tz=UTC).isoformat()
-    return EventRejection(f"event time {moment} is more than {max_future_ms // 1000}s in the future", "event_time")
 
 
 class EncodedEvent(NamedTuple):
@@ -185,9 +225,8 @@ class EncodedEvent(NamedTuple):
     event_time: int
 
 
-_REQUIRED_IDS = ("event_id", "session_id", "item_id")
-_OPTIONAL_TEXT = {"user_id": MAX_ID_LENGTH, "category": MAX_TEXT_LENGTH, "brand": MAX_TEXT_LENGTH}
-_FIELD_ORDER = tuple(ClickEvent.model_fields)
+_OPTIONAL_TEXT = {"user_id": MAX_ID_LENGTH, **dict.fromkeys(OPTIONAL_TEXT, MAX_TEXT_LENGTH)}
+_FIELD_ORDER = FIELDS
 _ALLOWED_FIELDS = frozenset(_FIELD_ORDER)
 _EVENT_TYPES = frozenset(member.value for member in EventType)
 
@@ -195,9 +234,10 @@ _EVENT_TYPES = frozenset(member.value for member in EventType)
 def encode_event(
     raw: Mapping[str, Any] | bytes | str,
     *,
-    max_bytes: int = 16_384,
-    max_future_ms: int = 86_400_000,
+    max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
     now_ms: int | None = None,
+    earliest_ms: int = EARLIEST_EVENT_MS,
 ) -> EncodedEvent | EventRejection:
     """Validate one raw event and encode it for the ``clicks`` topic.
 
@@ -205,34 +245,38 @@ def encode_event(
     payloads already in wire form (trimmed string ids, epoch-ms ints, a known type: nearly
     all of them) skip pydantic, which is most of the cost at 100k+ events/s. Anything else
     takes the full validator, with its precise error messages. A unit test holds the two
-    paths to byte-identical answers.
+    paths to byte-identical answers, and the shared corpus (``tests/data/events``) to the
+    contract's.
     """
     # `type(...) is dict` first: the ABC isinstance check alone costs a visible share.
     if type(raw) is dict or isinstance(raw, Mapping):
-        fields = _canonical_fields(raw)
+        fields = _canonical_fields(raw, earliest_ms)
         if fields is not None:
             now = now_ms if now_ms is not None else int(time.time() * 1000)
             event_time: int = fields["event_time"]
             if event_time > now + max_future_ms:
-                return _future_rejection(event_time, max_future_ms)
+                bounds = Bounds(earliest_ms=earliest_ms, max_future_ms=max_future_ms, max_bytes=max_bytes)
+                return EventRejection.of(Violation(Code.IN_FUTURE, "event_time"), bounds)
             return EncodedEvent(fields["session_id"].encode(), orjson.dumps(fields), event_time)
-    result = validate_event(raw, max_bytes=max_bytes, max_future_ms=max_future_ms, now_ms=now_ms)
+    result = validate_event(
+        raw, max_bytes=max_bytes, max_future_ms=max_future_ms, now_ms=now_ms, earliest_ms=earliest_ms
+    )
     if isinstance(result, EventRejection):
         return result
     return EncodedEvent(result.session_id.encode(), result.to_json(), result.event_time)
 
 
-def _canonical_fields(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+def _canonical_fields(payload: Mapping[str, Any], earliest_ms: int = EARLIEST_EVENT_MS) -> dict[str, Any] | None:
     """The non-None fields in model order if ``payload`` is canonical, else None (take the slow path)."""
     if not _ALLOWED_FIELDS.issuperset(payload):
         return None
     get = payload.get
-    for name in _REQUIRED_IDS:
+    for name in REQUIRED_IDS:
         value = get(name)
         if type(value) is not str or not 0 < len(value) <= MAX_ID_LENGTH or value.strip() != value:
             return None
     event_time = payload.get("event_time")
-    if type(event_time) is not int or event_time < EARLIEST_EVENT_MS:
+    if type(event_time) is not int or not earliest_ms <= event_time < 2**63:
         return None
     if payload.get("event_type") not in _EVENT_TYPES:
         return None
@@ -252,12 +296,33 @@ def _canonical_fields(payload: Mapping[str, Any]) -> dict[str, Any] | None:
     return fields
 
 
-def _validated_event(payload: Mapping[str, Any]) -> ClickEvent | EventRejection:
+def _validated_event(payload: Mapping[str, Any], bounds: Bounds) -> ClickEvent | EventRejection:
     try:
-        return ClickEvent.model_validate(payload)
+        return ClickEvent.model_validate(payload, context={"earliest_ms": bounds.earliest_ms})
     except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or None
-        return EventRejection(first["msg"], field)
-    except (ValueError, TypeError, OverflowError) as err:  # e.g. datetime parsing in a before-validator
-        return EventRejection(str(err), "event_time")
+        return EventRejection.of(_violation_of(err.errors()[0], payload), bounds)
+    except (ValueError, TypeError, OverflowError):  # e.g. datetime parsing in a before-validator
+        return EventRejection.of(Violation(Code.WRONG_TYPE, "event_time"), bounds)
+
+
+def _violation_of(error: ErrorDetails, payload: Mapping[str, Any]) -> Violation:
+    """The contract's rule behind pydantic's first error (pydantic reports them in field order)."""
+    field = str(error["loc"][0]) if error["loc"] else None
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        unknown = sorted(str(key) for key in payload if key not in _ALLOWED_FIELDS)
+        return Violation(Code.UNKNOWN_FIELD, unknown[0] if unknown else field)
+    value = payload.get(field) if field else None
+    if kind in ("missing", "string_too_short") or (
+        value is None and field in (*REQUIRED_IDS, "event_time", "event_type")
+    ):
+        return Violation(Code.MISSING, field)
+    if kind == "string_too_long":
+        return Violation(Code.TOO_LONG, field)
+    if kind == Code.TOO_EARLY.value:
+        return Violation(Code.TOO_EARLY, field)
+    if kind == "enum" and isinstance(value, str):
+        return Violation(Code.UNKNOWN_TYPE, field)
+    if field == "price" and kind in ("greater_than_equal", "value_error"):
+        return Violation(Code.NEGATIVE, field)
+    return Violation(Code.WRONG_TYPE, field)

@@ -130,7 +130,9 @@ def ingest_bronze(
         .option("failOnDataLoss", "false")
         .load()
     )
-    event_ms = F.get_json_object(F.col("value").cast("string"), "$.event_time").cast("long")
+    # try_cast: under ANSI SQL a record whose event_time is text (an ISO date) failed the whole
+    # ingest; it lands under the broker's date instead and silver quarantines it.
+    event_ms = F.get_json_object(F.col("value").cast("string"), "$.event_time").try_cast("long")
     bronze = raw.select(
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),

@@ -143,7 +143,7 @@ def run_batch(
 
             started = time.monotonic()
             with out.status(f"bronze: writing {dataset}..."):
-                written = ingest_dataset(lake, dataset)
+                written = ingest_dataset(lake, dataset, earliest_ms=settings.earliest_event_ms)
             summary.stages_s["bronze"] = time.monotonic() - started
             summary.bronze = written.to_dict()
             touched = sorted(written.by_date)
@@ -152,7 +152,16 @@ def run_batch(
         todo = dates or touched or bronze_dates(lake)
         started = time.monotonic()
         with out.status(f"silver: cleaning and deduplicating {len(todo)} dates..."):
-            summary.silver = [r.to_dict() for r in build_silver(spark, lake, todo)]
+            bounds = settings.event_bounds()
+            silver_reports = build_silver(
+                spark,
+                lake,
+                todo,
+                max_skew_ms=bounds.max_future_ms,
+                earliest_ms=bounds.earliest_ms,
+                max_event_bytes=bounds.max_bytes,
+            )
+            summary.silver = [r.to_dict() for r in silver_reports]
         summary.stages_s["silver"] = time.monotonic() - started
         started = time.monotonic()
         gold_dates = _gold_dates(silver_dates(lake), gold_days)

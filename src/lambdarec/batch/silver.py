@@ -3,9 +3,10 @@
 Per date partition the stage
 1. checks every bronze file before Spark reads it: unreadable files and files whose schema drifted
    (a required column missing or of another type) are listed in the quarantine report and skipped;
-2. parses each record and rejects, with the reason, what ``ClickEvent`` would reject (missing ids,
-   unknown type, bad time, negative price) and events further ahead of the broker's clock than the
-   allowed skew; rejected rows go to ``quarantine/silver`` with their Kafka coordinates;
+2. parses each record and rejects, with the reason, what the event contract
+   (:mod:`lambdarec.events.contract`) rejects — the same rules, order and reason texts as the
+   publisher and the speed layer, the broker's record time as the clock for ``in_future``;
+   rejected rows go to ``quarantine/silver`` with their Kafka coordinates;
 3. keeps one row per ``event_id`` and date (the first by partition and offset) and flags late
    events (event time far behind the broker's time) without dropping them.
 
@@ -27,9 +28,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lambdarec.batch.lake import Lake, write_json_atomic
+from lambdarec.events.contract import (
+    DEFAULT_MAX_EVENT_BYTES,
+    EARLIEST_EVENT_MS,
+    EVENT_TYPES,
+    FIELDS,
+    MAX_ID_LENGTH,
+    MAX_TEXT_LENGTH,
+    OPTIONAL_ID,
+    OPTIONAL_TEXT,
+    REQUIRED_IDS,
+    Bounds,
+    Code,
+    Violation,
+    reason_text,
+)
 from lambdarec.features.session import SESSION_KEY
-from lambdarec.names import EventType
-from lambdarec.schemas import EARLIEST_EVENT_MS, MAX_ID_LENGTH
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -111,7 +125,15 @@ def bronze_files(lake: Lake, day: str) -> list[Path]:
     return sorted(p for p in lake.bronze.glob(f"ingest=*/event_date={day}/*.parquet") if p.is_file())
 
 
-def _parsed(spark: SparkSession, files: list[Path], max_skew_ms: int, late_ms: int) -> DataFrame:
+def _parsed(spark: SparkSession, files: list[Path], bounds: Bounds, max_skew_ms: int, late_ms: int) -> DataFrame:
+    """Bronze records with their event's columns and, for a record that is not an event, the reason.
+
+    The reasons follow :mod:`lambdarec.events.contract` rule for rule, in its order, with its
+    texts (``Violation.describe``); the shared corpus (``tests/data/events``) holds this to the
+    publisher's validator and the Flink job. Each value is parsed once, as a VARIANT, whose
+    per-field types tell a JSON string from a number or a boolean as the contract requires.
+    """
+    from pyspark.sql import Column
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
@@ -123,52 +145,73 @@ def _parsed(spark: SparkSession, files: list[Path], max_skew_ms: int, late_ms: i
             T.StructField("value", T.StringType()),
         ]
     )
-    event = T.StructType(
-        [
-            T.StructField("event_id", T.StringType()),
-            T.StructField("event_time", T.StringType()),
-            T.StructField("session_id", T.StringType()),
-            T.StructField("user_id", T.StringType()),
-            T.StructField("item_id", T.StringType()),
-            T.StructField("event_type", T.StringType()),
-            T.StructField("price", T.StringType()),
-            T.StructField("category", T.StringType()),
-            T.StructField("brand", T.StringType()),
-        ]
-    )
     raw = spark.read.schema(schema).parquet(*[str(f) for f in files])
-    parsed = raw.withColumn("e", F.from_json("value", event, {"mode": "PERMISSIVE"}))
+    parsed = raw.withColumn("v", F.expr("try_parse_json(value)"))
     broker_ms = F.unix_millis("kafka_timestamp")
-    cols = {
-        name: F.nullif(F.trim(F.col(f"e.{name}")), F.lit(""))
-        for name in ("event_id", "session_id", "user_id", "item_id", "event_type", "category", "brand")
-    }
-    time_text = F.col("e.event_time")
-    event_time = F.when(time_text.rlike(r"^-?\d{1,18}$"), time_text.cast("long"))
-    price_text = F.col("e.price")
-    price = price_text.try_cast("double") if hasattr(price_text, "try_cast") else price_text.cast("double")
-    types = [t.value for t in EventType]
+
+    def kind(name: str) -> Column:
+        # STRING, BIGINT (any JSON integer in 64 bits), DOUBLE / DECIMAL(p,s), BOOLEAN, OBJECT<..>,
+        # ARRAY<..>, VOID (null); NULL when the key is absent.
+        return F.expr(f"schema_of_variant(try_variant_get(v, '$.{name}', 'variant'))")
+
+    def absent(name: str) -> Column:
+        return kind(name).isNull() | (kind(name) == "VOID")
+
+    def text(name: str) -> Column:
+        stripped = F.regexp_replace(F.expr(f"try_variant_get(v, '$.{name}', 'string')"), r"^\s+|\s+$", "")
+        return F.nullif(stripped, F.lit(""))
+
+    def why(code: Code, name: str | None = None) -> Column:
+        return F.lit(Violation(code, name).describe(bounds))
+
+    ids = (*REQUIRED_IDS, OPTIONAL_ID)
+    cols = {name: text(name) for name in (*ids, *OPTIONAL_TEXT)}
+    cols["event_type"] = F.expr("try_variant_get(v, '$.event_type', 'string')")
+    event_time = F.when(kind("event_time") == "BIGINT", F.expr("try_variant_get(v, '$.event_time', 'bigint')"))
+    price = F.expr("try_variant_get(v, '$.price', 'double')")
+    keys = F.expr("map_keys(try_variant_get(v, '$', 'map<string,variant>'))")
+    unknown = F.array_except(keys, F.array(*[F.lit(name) for name in FIELDS]))
+
     reason = (
-        F.when(
-            F.col("value").isNull() | F.coalesce(*[F.col(f"e.{f.name}") for f in event.fields]).isNull(),
-            F.lit("not a JSON object"),
-        )
-        .when(cols["event_id"].isNull(), F.lit("event_id: missing"))
-        .when(cols["session_id"].isNull(), F.lit("session_id: missing"))
-        .when(cols["item_id"].isNull(), F.lit("item_id: missing"))
-        .when(
-            (F.length(cols["event_id"]) > MAX_ID_LENGTH)
-            | (F.length(cols["session_id"]) > MAX_ID_LENGTH)
-            | (F.length(cols["item_id"]) > MAX_ID_LENGTH),
-            F.lit("id longer than allowed"),
-        )
-        .when(~F.coalesce(cols["event_type"].isin(types), F.lit(False)), F.lit("event_type: unknown"))
-        .when(event_time.isNull(), F.lit("event_time: not epoch milliseconds"))
-        .when(event_time < EARLIEST_EVENT_MS, F.lit("event_time: before 2000-01-01"))
-        .when(event_time > broker_ms + max_skew_ms, F.lit("clock skew: event_time ahead of the broker's clock"))
-        .when(price_text.isNotNull() & price.isNull(), F.lit("price: not a number"))
-        .when(price.isNotNull() & (F.isnan(price) | (price < 0)), F.lit("price: negative or NaN"))
+        F.when(F.octet_length("value") > bounds.max_bytes, why(Code.OVERSIZED))
+        .when(~F.expr("is_valid_utf8(value)") | F.col("value").contains("\ufffd"), why(Code.NOT_UTF8))
+        .when(F.col("v").isNull(), why(Code.NOT_JSON))
+        .when(keys.isNull(), why(Code.NOT_OBJECT))
     )
+    for name in FIELDS:
+        if name in ids:
+            reason = reason.when(~absent(name) & ~kind(name).isin("STRING", "BIGINT"), why(Code.WRONG_TYPE, name))
+            if name != OPTIONAL_ID:
+                reason = reason.when(cols[name].isNull(), why(Code.MISSING, name))
+            reason = reason.when(F.length(cols[name]) > MAX_ID_LENGTH, why(Code.TOO_LONG, name))
+        elif name == "event_time":
+            reason = (
+                reason.when(absent(name), why(Code.MISSING, name))
+                .when(event_time.isNull(), why(Code.WRONG_TYPE, name))
+                .when(event_time < bounds.earliest_ms, why(Code.TOO_EARLY, name))
+            )
+        elif name == "event_type":
+            reason = (
+                reason.when(absent(name), why(Code.MISSING, name))
+                .when(kind(name) != "STRING", why(Code.WRONG_TYPE, name))
+                .when(~cols[name].isin(*EVENT_TYPES), why(Code.UNKNOWN_TYPE, name))
+            )
+        elif name == "price":
+            reason = reason.when(
+                ~absent(name) & ~kind(name).rlike("^(BIGINT|DOUBLE|DECIMAL)"), why(Code.WRONG_TYPE, name)
+            )
+            reason = reason.when(
+                ~absent(name) & (F.isnan(price) | (price < 0) | (F.abs(price) == float("inf"))),
+                why(Code.NEGATIVE, name),
+            )
+        else:  # category, brand
+            reason = reason.when(~absent(name) & (kind(name) != "STRING"), why(Code.WRONG_TYPE, name)).when(
+                F.length(cols[name]) > MAX_TEXT_LENGTH, why(Code.TOO_LONG, name)
+            )
+    unknown_text = reason_text(Code.UNKNOWN_FIELD, None, bounds)
+    reason = reason.when(F.size(unknown) > 0, F.concat(F.array_min(unknown), F.lit(f": {unknown_text}")))
+    # The broker's record timestamp is the reference clock downstream (the publisher's is its wall clock).
+    reason = reason.when(event_time > broker_ms + max_skew_ms, why(Code.IN_FUTURE, "event_time"))
     return parsed.select(
         cols["event_id"].alias("event_id"),
         event_time.alias("event_time"),
@@ -176,7 +219,7 @@ def _parsed(spark: SparkSession, files: list[Path], max_skew_ms: int, late_ms: i
         cols["user_id"].alias("user_id"),
         cols["item_id"].alias("item_id"),
         cols["event_type"].alias("event_type"),
-        price.alias("price"),
+        F.when(~absent("price"), price).alias("price"),
         cols["category"].alias("category"),
         cols["brand"].alias("brand"),
         "kafka_partition",
@@ -195,6 +238,8 @@ def build_silver(
     *,
     max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
     late_ms: int = DEFAULT_LATE_MS,
+    earliest_ms: int = EARLIEST_EVENT_MS,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> list[SilverReport]:
     """Build the silver partitions of ``dates`` from bronze in one pass (idempotent per date).
 
@@ -204,6 +249,8 @@ def build_silver(
         dates: Event dates (``YYYY-MM-DD``); each one's partition is replaced, others are left alone.
         max_skew_ms: Events further ahead of the broker's clock are quarantined.
         late_ms: Events this far behind the broker's clock are flagged late (and kept).
+        earliest_ms: Earlier event times are quarantined (``Settings.earliest_event_time``).
+        max_event_bytes: Longer records are quarantined (``Settings.kafka.max_event_bytes``).
 
     Returns:
         One report per date (also written under ``_reports/silver``).
@@ -229,7 +276,8 @@ def build_silver(
             if stale.exists():  # a rerun replaces the date, even when nothing is left to write
                 shutil.rmtree(stale)
     if good:
-        parsed = _parsed(spark, good, max_skew_ms, late_ms)
+        bounds = Bounds(earliest_ms=earliest_ms, max_future_ms=max_skew_ms, max_bytes=max_event_bytes)
+        parsed = _parsed(spark, good, bounds, max_skew_ms, late_ms)
         # The date an event belongs to: its own, or (unreadable time) the broker's date.
         parsed = parsed.withColumn(
             "event_date",

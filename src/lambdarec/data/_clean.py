@@ -21,8 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from lambdarec.data.report import AdapterReport
+from lambdarec.events.contract import MAX_ID_LENGTH, MAX_TEXT_LENGTH, epoch_ms_of_date
 from lambdarec.names import EventType
-from lambdarec.schemas import EARLIEST_EVENT_MS, MAX_ID_LENGTH, MAX_TEXT_LENGTH
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -47,6 +47,12 @@ TEXT = pd.StringDtype("pyarrow", na_value=np.nan)
 """Text columns are Arrow-backed: string ops run in Arrow kernels, not per-row Python."""
 _EPOCH = pd.Timestamp(0, tz="UTC")
 _MS = pd.Timedelta(1, "ms")
+
+
+def _day_of(ms: int) -> str:
+    """``YYYY-MM-DD`` of a UTC midnight, or the full moment otherwise."""
+    moment = _EPOCH + pd.Timedelta(ms, "ms")
+    return str(moment.date()) if epoch_ms_of_date(moment.date()) == ms else moment.isoformat()
 
 
 def event_id(dataset: str, key: str) -> str:
@@ -184,7 +190,9 @@ class CandidateBatch:
         t = self.event_time
         with np.errstate(invalid="ignore"):
             self.drop("unparseable timestamp", ~np.isfinite(t))
-            self.drop("timestamp before 2000-01-01 (wrong unit?)", t < EARLIEST_EVENT_MS)
+            # The earliest accepted time is a setting (historical datasets lower it), carried by the report.
+            earliest = self.report.earliest_ms
+            self.drop(f"timestamp before {_day_of(earliest)} (wrong unit?)", t < earliest)
             self.drop("timestamp more than a day in the future", t > now + MAX_FUTURE_MS)
         self.drop_values(
             lambda v: f"unsupported event type {v!r}" if v else "missing event type",

@@ -58,6 +58,8 @@ class DatasetAdapter(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
+    earliest_ms: int = AdapterReport.earliest_ms
+    """Rows before this event time are dropped (``Settings.earliest_event_time``; see ``open_dataset``)."""
 
     def __init__(self, path: str | Path, *, batch_size: int = 100_000) -> None:
         self.path = Path(path)
@@ -72,7 +74,7 @@ class DatasetAdapter(ABC):
         Yields:
             Non-empty tables; ``self.report`` is complete once the iterator is exhausted.
         """
-        self.report = AdapterReport(self.name, str(self.path))
+        self.report = AdapterReport(self.name, str(self.path), earliest_ms=self.earliest_ms)
         for table in self._tables(self.report):
             if table.num_rows:
                 yield table

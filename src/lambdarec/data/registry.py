@@ -73,7 +73,8 @@ def open_dataset(spec: str, **options: Any) -> DatasetAdapter:
     Args:
         spec: ``<adapter>:<path>``; see :func:`adapter_names`.
         **options: Passed to the adapter (e.g. ``batch_size``, ``category="code"`` for
-            rees46, ``timezone`` for uci, ``mapping`` for csv). For ``csv`` without a
+            rees46, ``timezone`` for uci, ``mapping`` for csv), except ``earliest_ms``: the
+            earliest accepted event time (``Settings.earliest_event_ms``; default 2000-01-01). For ``csv`` without a
             ``mapping``, ``<file>.mapping.json`` (or ``mapping.json`` in a folder) is used.
 
     Returns:
@@ -85,9 +86,13 @@ def open_dataset(spec: str, **options: Any) -> DatasetAdapter:
     """
     name, path = parse_spec(spec)
     adapter = ADAPTERS[name]
+    earliest_ms = options.pop("earliest_ms", None)
     if adapter is CsvAdapter and "mapping" not in options:
         mapping = _sidecar_mapping(path) if path.exists() else None
         if mapping is None:
             raise ValueError(f"{spec!r}: the csv adapter needs a column mapping (mapping=... or {path}.mapping.json)")
         options["mapping"] = mapping
-    return adapter(path, **options)
+    opened = adapter(path, **options)
+    if earliest_ms is not None:
+        opened.earliest_ms = int(earliest_ms)
+    return opened

@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from lambdarec.events.contract import EARLIEST_EVENT_MS
+
 
 @dataclass
 class AdapterReport:
@@ -24,6 +26,8 @@ class AdapterReport:
         dropped: Reason -> number of source records dropped for it.
         adjusted: Reason -> number of emitted events whose value was changed for it.
         complete: True once the source has been read to the end.
+        earliest_ms: The earliest accepted event time this read applied (the event contract's
+            bound, ``Settings.earliest_event_time``); older rows are dropped with that reason.
     """
 
     dataset: str
@@ -33,6 +37,7 @@ class AdapterReport:
     dropped: Counter[str] = field(default_factory=Counter)
     adjusted: Counter[str] = field(default_factory=Counter)
     complete: bool = False
+    earliest_ms: int = EARLIEST_EVENT_MS
 
     @property
     def rows_dropped(self) -> int:
@@ -61,6 +66,24 @@ class AdapterReport:
             "adjusted": dict(self.adjusted.most_common()),
             "complete": self.complete,
         }
+
+    def drop_reasons(self, limit: int = 3) -> str:
+        """Why rows were dropped, most frequent first, in one line (empty when none were).
+
+        Args:
+            limit: How many reasons to name; the rest are counted as "other reasons".
+
+        Returns:
+            E.g. ``"1,000 of 1,000 rows dropped: 1,000 timestamp before 2000-01-01 (wrong unit?)"``.
+        """
+        if not self.dropped:
+            return ""
+        named = self.dropped.most_common(limit)
+        parts = [f"{count:,} {reason}" for reason, count in named]
+        rest = self.rows_dropped - sum(count for _, count in named)
+        if rest:
+            parts.append(f"{rest:,} for other reasons")
+        return f"{self.rows_dropped:,} of {self.rows_read:,} rows dropped: " + "; ".join(parts)
 
     def summary(self) -> str:
         """A few human-readable lines, e.g. for the CLI."""

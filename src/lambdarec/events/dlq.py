@@ -32,13 +32,14 @@ def dead_letter(
         origin: Where it came from (topic/partition/offset, dataset and row, ...).
 
     Returns:
-        UTF-8 JSON with ``reason``, ``field``, ``source``, ``rejected_at`` (epoch ms),
+        UTF-8 JSON with ``reason``, ``field``, ``code`` (the event contract's), ``source``, ``rejected_at`` (epoch ms),
         ``origin`` and the payload as ``raw`` (text), ``raw_b64`` (bytes that are not
         UTF-8) or ``raw_json`` (a mapping), so that nothing is lost.
     """
     record: dict[str, Any] = {
         "reason": rejection.reason,
         "field": rejection.field,
+        "code": rejection.code,
         "source": source,
         "rejected_at": int(time.time() * 1000),
         "origin": dict(origin or {}),

@@ -163,8 +163,9 @@ def evaluate_command(
 
     _limit_threads()
     try:
-        # Fails fast (unknown adapter, missing file, too few events) before Spark starts.
-        load_events(dataset)
+        # Fails fast (unknown adapter, missing file, too few events, with the adapter's drop reasons)
+        # before Spark starts.
+        load_events(dataset, earliest_ms=_settings().earliest_event_ms)
     except (DatasetError, FileNotFoundError, ValueError) as err:
         err_console.print(f"[bold red]error:[/] {err}")
         raise typer.Exit(1) from None

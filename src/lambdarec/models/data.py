@@ -57,10 +57,14 @@ class DatasetTooSmallError(DatasetError):
     """Too few events or examples; the message names the minimum."""
 
 
-def load_events(spec_or_table: str | pa.Table | pd.DataFrame, *, limit: int | None = None) -> pd.DataFrame:
+def load_events(
+    spec_or_table: str | pa.Table | pd.DataFrame, *, limit: int | None = None, earliest_ms: int | None = None
+) -> pd.DataFrame:
     """Read events (``<adapter>:<path>``, an Arrow table or a frame) into a clean, sorted frame.
 
     Duplicates by ``event_id`` are dropped; rows are ordered by ``(event_time, event_id)``.
+    ``earliest_ms`` is the earliest accepted event time for a spec (``Settings.earliest_event_ms``;
+    default 2000-01-01); too few events from a spec name the adapter's drop reasons.
 
     Raises:
         DatasetTooSmallError: Fewer than :data:`MIN_EVENTS` events.
@@ -70,13 +74,21 @@ def load_events(spec_or_table: str | pa.Table | pd.DataFrame, *, limit: int | No
 
         tables = []
         rows = 0
-        for table in open_dataset(spec_or_table).iter_tables():
+        adapter = open_dataset(spec_or_table, earliest_ms=earliest_ms)
+        for table in adapter.iter_tables():
             tables.append(table)
             rows += table.num_rows
             if limit is not None and rows >= limit:
                 break
+        # The adapter knows why rows fell (e.g. every one before the earliest accepted time): say so.
+        dropped = adapter.report.drop_reasons()
         if not tables:
-            raise DatasetTooSmallError(f"{spec_or_table}: no valid events (need at least {MIN_EVENTS})")
+            why = f": {dropped}" if dropped else ""
+            raise DatasetTooSmallError(f"{spec_or_table}: no valid events (need at least {MIN_EVENTS}){why}")
+        if rows < MIN_EVENTS and dropped:
+            raise DatasetTooSmallError(
+                f"{spec_or_table}: {rows} events; the models need at least {MIN_EVENTS}; {dropped}"
+            )
         frame = pa.concat_tables(tables).to_pandas()
     elif isinstance(spec_or_table, pa.Table):
         frame = spec_or_table.to_pandas()

@@ -121,6 +121,7 @@ class StreamJobService(ManagedService):
 
     def command(self, ports: Mapping[str, int]) -> list[str]:
         """Run the job in the foreground, restoring from the newest checkpoint if there is one."""
+        bounds = self.settings.event_bounds()
         return [
             str(self.python()),
             str(self.job_script()),
@@ -132,6 +133,13 @@ class StreamJobService(ManagedService):
             str(ports["rest_port"]),
             "--restore",
             "latest",
+            # The event contract's bounds that are settings, so Flink rejects what the publisher and silver do.
+            "--earliest-event-ms",
+            str(bounds.earliest_ms),
+            "--max-future-ms",
+            str(bounds.max_future_ms),
+            "--max-event-bytes",
+            str(bounds.max_bytes),
             *self.job_args,
         ]
 

@@ -295,3 +295,59 @@ def online_equals_topic(store: Any, feed: Feed, newest: dict[str, Any]) -> bool:
     refs = [f"{feed.feature_view}:{f}" for f in feed.features]
     online = store.get_online_features(features=refs, entity_rows=[{feed.key: key} for key in newest]).to_dict()
     return all(online[f][i] == row[f] for i, row in enumerate(newest.values()) for f in feed.features)
+
+
+def test_the_job_reaches_the_contracts_verdict_and_reason_on_the_shared_corpus(
+    job: tuple[Supervisor, StreamJobService],
+    kafka_bootstrap: str,
+    stream_topics: dict[str, str],
+) -> None:
+    """Every corpus record (tests/data/events) through PARSE_CLICK and the dead-letter UDF of the running job.
+
+    Last in the module: its sessions and dead letters stay out of the recounts above. A rejected
+    record's dead letter carries the contract's field, code and reason; an accepted one is folded
+    into its session like the batch fold of the contract's decoded event.
+    """
+    from confluent_kafka import Producer
+
+    from event_corpus import load_corpus
+    from lambdarec.events.contract import DEFAULT_BOUNDS, decode_record
+
+    supervisor, _ = job
+    cases = load_corpus()
+    where: dict[tuple[int, int], str] = {}
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5, "log_level": 0})
+    for case in cases:
+        # The broker's record time (the producer's clock, now) is the job's clock for in_future.
+        producer.produce(
+            stream_topics["source"],
+            case.raw,
+            on_delivery=lambda err, msg, name=case.name: (
+                where.update({(msg.partition(), msg.offset()): name}) if err is None else None
+            ),
+        )
+    assert producer.flush(30) == 0 and len(where) == len(cases)
+    by_name = {case.name: case for case in cases}
+    rejected = {name for name, case in by_name.items() if not case.accept}
+
+    def letters() -> dict[str, dict[str, Any]]:
+        found = {}
+        for letter in read_topic(kafka_bootstrap, stream_topics["dlq"], timeout_s=10):
+            origin = letter.get("origin", {})
+            name = where.get((origin.get("partition"), origin.get("offset")))
+            if name is not None:
+                found[name] = letter
+        return found
+
+    wait_for(lambda: set(letters()) == rejected, 90, "a dead letter for every rejected corpus record")
+    for name, letter in letters().items():
+        case = by_name[name]
+        assert (letter["field"], letter["code"]) == (case.field, case.code), name
+        assert (f"{letter['field']}: {letter['reason']}" if letter["field"] else letter["reason"]) == case.reason(
+            DEFAULT_BOUNDS
+        ), name
+    accepted = [decode_record(case.raw, DEFAULT_BOUNDS) for case in cases if case.accept]
+    assert all(isinstance(event, dict) for event in accepted)
+    expected = recount(accepted)  # type: ignore[arg-type]
+    wait_for(lambda: matches(kafka_bootstrap, stream_topics["session"], expected), 90, "the accepted corpus records")
+    assert supervisor.status()[0].healthy
