@@ -123,13 +123,14 @@ def replay_dataset(
     from lambdarec.names import CLICKS_DLQ_TOPIC, CLICKS_TOPIC
     from lambdarec.replay import replay_events
 
-    adapter = open_dataset(spec)
+    adapter = open_dataset(spec, earliest_ms=settings.earliest_event_ms)
     publisher = EventPublisher(
         kafka_bootstrap(settings),
         topic=topic or CLICKS_TOPIC,
         dlq_topic=f"{topic}.dlq" if topic else CLICKS_DLQ_TOPIC,
         max_event_bytes=settings.kafka.max_event_bytes,
         max_future_ms=settings.max_clock_skew_s * 1000,
+        earliest_ms=settings.earliest_event_ms,
     )
     started = time.monotonic()
     progress = Progress(
@@ -460,6 +461,39 @@ class DemoProgress:
 
 
 @contextmanager
+def one_demo_at_a_time(lock_path: Path) -> Iterator[None]:
+    """Hold the state folder's demo lock for the run; refuse at once if another demo holds it.
+
+    Raises:
+        RuntimeServiceError: Another ``lambdarec demo`` runs on this state folder (its pid named).
+    """
+    import fcntl
+    import os
+
+    from lambdarec.runtime.errors import RuntimeServiceError
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a+") as handle:
+        try:
+            # The kernel drops the lock when the process dies, so a killed demo never blocks the next.
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise RuntimeServiceError(
+                f"another `lambdarec demo` (pid {holder}) is running on {lock_path.parent.parent}; "
+                "wait for it, or stop it (Ctrl-C) first"
+            ) from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
 def engine_output_to(log_path: Path, console: Console | None) -> Iterator[None]:
     """Send everything written to this process's stdout and stderr (file descriptors 1 and 2) to a log.
 
@@ -564,7 +598,7 @@ def run_demo(
     """
     state = settings.state_dir.resolve() / "demo"
     progress = DemoProgress(console, STAGES)
-    with engine_output_to(state / "demo.log", console), progress:
+    with one_demo_at_a_time(state / "demo.lock"), engine_output_to(state / "demo.log", console), progress:
         summary = _run_stages(
             settings,
             progress,

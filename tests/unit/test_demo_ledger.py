@@ -101,3 +101,16 @@ console.print("after")
 
 def test_stages_are_listed_in_run_order() -> None:
     assert list(demo.STAGES)[0] == "engines" and list(demo.STAGES)[-1] == "storefront"
+
+
+def test_a_second_demo_on_the_same_state_folder_is_refused(tmp_path: Path) -> None:
+    from lambdarec.runtime.errors import RuntimeServiceError
+
+    lock = tmp_path / "demo" / "demo.lock"
+    with demo.one_demo_at_a_time(lock):
+        # flock is per open file: a second open of the same lock in this process conflicts like another demo.
+        with pytest.raises(RuntimeServiceError, match=r"another `lambdarec demo` \(pid \d+\) is running"):
+            with demo.one_demo_at_a_time(lock):
+                pass
+    with demo.one_demo_at_a_time(lock):  # released after the first run ends
+        pass
