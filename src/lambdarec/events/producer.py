@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lambdarec.events.contract import EARLIEST_EVENT_MS
 from lambdarec.events.dlq import dead_letter
 from lambdarec.names import CLICKS_DLQ_TOPIC, CLICKS_TOPIC
 from lambdarec.schemas import ClickEvent, EncodedEvent, EventRejection, encode_event
@@ -98,6 +99,7 @@ class EventPublisher:
         dlq_topic: str = CLICKS_DLQ_TOPIC,
         max_event_bytes: int = 16_384,
         max_future_ms: int = 86_400_000,
+        earliest_ms: int = EARLIEST_EVENT_MS,
         config: Mapping[str, Any] | None = None,
     ) -> None:
         from confluent_kafka import Producer
@@ -106,6 +108,7 @@ class EventPublisher:
         self.dlq_topic = dlq_topic
         self.max_event_bytes = max_event_bytes
         self.max_future_ms = max_future_ms
+        self.earliest_ms = earliest_ms
         self.stats = PublishStats()
         self._producer = Producer(
             {
@@ -133,7 +136,9 @@ class EventPublisher:
             to the DLQ.
         """
         self.stats.offered += 1
-        result = encode_event(raw, max_bytes=self.max_event_bytes, max_future_ms=self.max_future_ms)
+        result = encode_event(
+            raw, max_bytes=self.max_event_bytes, max_future_ms=self.max_future_ms, earliest_ms=self.earliest_ms
+        )
         if type(result) is EncodedEvent:
             self.stats.accepted += 1
             self._produce(self.topic, result.key, result.value, dlq=False)

@@ -60,3 +60,28 @@ def test_silver_reaches_the_contracts_verdict_and_reason_on_the_shared_corpus(
         for reason, n in report.rejected.items():
             counted[reason] = counted.get(reason, 0) + n
     assert sum(counted.values()) == sum(not case.accept for case in cases)
+
+
+def test_the_publisher_reaches_the_contracts_verdict_and_reason_on_the_real_broker(kafka_bootstrap: str) -> None:
+    """Every corpus record offered to ``EventPublisher``: events on clicks, the rest dead-lettered with the reason."""
+    from lambdarec.events.consumer import read_topic
+    from lambdarec.events.producer import EventPublisher
+
+    cases = load_corpus()
+    topic = f"corpus-pub-{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka_bootstrap, {topic: 1, f"{topic}.dlq": 1})
+    with EventPublisher(kafka_bootstrap, topic=topic, dlq_topic=f"{topic}.dlq") as publisher:
+        for i, case in enumerate(cases):
+            publisher.publish(case.raw, origin={"case": i})
+    stats = publisher.stats
+    assert stats.balanced, stats.as_dict()
+    accepted = read_topic(kafka_bootstrap, topic, timeout_s=10)
+    letters = {letter["origin"]["case"]: letter for letter in read_topic(kafka_bootstrap, f"{topic}.dlq", timeout_s=10)}
+    expected_accepted = [decode_record(case.raw, DEFAULT_BOUNDS) for case in cases if case.accept]
+    assert accepted == expected_accepted  # canonical JSON, in order (one partition)
+    assert sorted(letters) == [i for i, case in enumerate(cases) if not case.accept]
+    for i, letter in letters.items():
+        case = cases[i]
+        assert (letter["field"], letter["code"], letter["source"]) == (case.field, case.code, "producer"), case.name
+        line = f"{letter['field']}: {letter['reason']}" if letter["field"] else letter["reason"]
+        assert line == case.reason(DEFAULT_BOUNDS), case.name
