@@ -18,6 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--date", action="append", default=[], help="event date YYYY-MM-DD (repeatable; default: all in bronze)"
     )
+    parser.add_argument(
+        "--earliest-event-ms",
+        type=int,
+        default=None,
+        help="earlier event times are quarantined (event contract; default 2000-01-01: Settings.earliest_event_time)",
+    )
     args = parser.parse_args(argv)
 
     from lambdarec.batch.bronze import bronze_dates
@@ -28,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     dates = args.date or bronze_dates(lake)
     spark = build_spark("lambdarec-build-silver", master=master_of(args), shuffle_partitions=args.shuffle_partitions)
     try:
-        reports = build_silver(spark, lake, dates)
+        bounds = {} if args.earliest_event_ms is None else {"earliest_ms": args.earliest_event_ms}
+        reports = build_silver(spark, lake, dates, **bounds)
     finally:
         spark.stop()
     for report in reports:
