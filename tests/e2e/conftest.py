@@ -7,6 +7,7 @@ Modules run in name order: ``test_demo_cli`` (the demo's summary, status, replay
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,15 @@ from e2e_cli import run_cli
 
 @pytest.fixture(scope="session")
 def demo_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Run the demo once (services stay up) and stop everything at the end of the session."""
+    """Run the demo once (services stay up) and stop everything at the end of the session.
+
+    ``LAMBDAREC_E2E_STATE=<state dir of a finished demo>`` reuses that demo instead (for working on
+    these tests; it is neither rerun nor stopped).
+    """
+    reused = os.environ.get("LAMBDAREC_E2E_STATE")
+    if reused:
+        yield Path(reused)
+        return
     state = tmp_path_factory.mktemp("demo-state")
     try:
         # Gold for every date and training through the feature store: ~15 min on 2 cores.

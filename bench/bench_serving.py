@@ -1,0 +1,351 @@
+"""Load on the recommender (`/recommend` over HTTP with wrk, gRPC with ghz) on a running demo stack.
+
+What it measures: latency (p50/p90/p99), achieved rate, errors and the per-stage split (from the
+service's Prometheus histograms) at fixed offered rates, each held for ``--duration`` seconds, with
+the full stack running (Kafka, the Flink speed layer and pusher, Milvus, MLflow, the recommender).
+The load comes from a separate process on loopback (wrk with a Lua script that sends a different
+session per request and paces each connection; ghz for gRPC). Then the highest rate that kept
+p99 ≤ ``--p99-goal-ms`` with no errors, and the same load with adaptive batching off
+(``serving.max_batch_size = 1``).
+
+wrk paces closed-loop (each connection waits ``connections / rate`` between requests): when the
+service slows down, the offered rate drops with it, so the achieved rate is reported beside the
+target, and latency is service time without coordinated-omission correction.
+
+Usage:
+    python bench/bench_serving.py --state-dir /tmp/demo-state            # after `lambdarec demo`
+    python bench/bench_serving.py --state-dir S --rates 50 100 200 --duration 60 --max-search
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+ROOT = HERE.parent
+
+WRK_SCRIPT = r"""
+local bodies = {}
+local counter = 0
+local pause_ms = 0
+
+function init(args)
+  pause_ms = tonumber(args[2])
+  for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
+  counter = math.random(#bodies)
+end
+
+function delay()
+  return pause_ms
+end
+
+function request()
+  counter = counter % #bodies + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[counter])
+end
+
+function done(summary, latency, requests)
+  local out = io.open(os.getenv("WRK_REPORT"), "w")
+  out:write(string.format(
+    '{"requests": %d, "duration_us": %d, '
+    .. '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, '
+    .. '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %f}',
+    summary.requests, summary.duration, summary.errors.connect, summary.errors.read, summary.errors.write,
+    summary.errors.status, summary.errors.timeout, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, latency.mean))
+  out:close()
+end
+"""
+
+
+def sessions_of(state_dir: Path, limit: int) -> list[dict[str, Any]]:
+    """Request bodies for the latest ``limit`` sessions of the lake's silver events (user ids kept)."""
+    import pyarrow.dataset as ds
+
+    from lambdarec.batch.lake import Lake
+
+    lake = Lake.under(state_dir)
+    table = ds.dataset(str(lake.silver), format="parquet", partitioning="hive").to_table(
+        columns=["session_id", "user_id", "event_time"]
+    )
+    frame = table.to_pandas().sort_values("event_time").drop_duplicates("session_id", keep="last").tail(limit)
+    bodies = []
+    for session, user in zip(frame["session_id"], frame["user_id"], strict=True):
+        body: dict[str, Any] = {"session_id": str(session), "k": 10}
+        if isinstance(user, str) and user:
+            body["user_id"] = user
+        bodies.append(body)
+    return bodies
+
+
+def scrape(http: str) -> dict[str, float]:
+    """The recommender's own Prometheus series that the report uses (sums and counts)."""
+    text = httpx.get(f"{http}/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(("lambdarec_stage_seconds_sum", "lambdarec_stage_seconds_count", "lambdarec_batch_size_")):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+        elif line.startswith("lambdarec_fallbacks_total"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def stage_split(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """Mean milliseconds per batch for each stage, mean batch size and fallbacks over a run."""
+    stages: dict[str, float] = {}
+    for name, total in after.items():
+        match = re.match(r'lambdarec_stage_seconds_sum\{stage="([^"]+)"\}', name)
+        if not match:
+            continue
+        count_name = name.replace("_sum", "_count")
+        calls = after.get(count_name, 0) - before.get(count_name, 0)
+        if calls > 0:
+            stages[match.group(1)] = round((total - before.get(name, 0)) / calls * 1000, 3)
+    batches = after.get("lambdarec_batch_size_count", 0) - before.get("lambdarec_batch_size_count", 0)
+    summed = after.get("lambdarec_batch_size_sum", 0) - before.get("lambdarec_batch_size_sum", 0)
+    fallbacks = {
+        re.sub(r'.*reason="([^"]+)".*', r"\1", k): v - before.get(k, 0)
+        for k, v in after.items()
+        if k.startswith("lambdarec_fallbacks_total") and v - before.get(k, 0) > 0
+    }
+    return {
+        "stage_ms_per_batch": stages,
+        "mean_batch_size": round(summed / batches, 2) if batches else None,
+        "batches": int(batches),
+        "fallbacks": fallbacks,
+    }
+
+
+def run_http(http: str, bodies_path: Path, rate: int, duration: int, connections: int) -> dict[str, Any]:
+    """One wrk run at ``rate`` requests/s for ``duration`` s; latency percentiles, errors, stage split."""
+    work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    script = work / "recommend.lua"
+    script.write_text(WRK_SCRIPT)
+    report = work / "report.json"
+    pause_ms = max(0, int(round(connections / rate * 1000)))
+    before = scrape(http)
+    load_before = os.getloadavg()[0]
+    started = time.monotonic()
+    subprocess.run(
+        [
+            "wrk",
+            "-t",
+            "1",
+            "-c",
+            str(connections),
+            "-d",
+            f"{duration}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"{http}/recommend",
+            "--",
+            str(bodies_path),
+            str(pause_ms),
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "WRK_REPORT": str(report)},
+    )
+    wall = time.monotonic() - started
+    after = scrape(http)
+    raw = json.loads(report.read_text())
+    shutil.rmtree(work, ignore_errors=True)
+    errors = sum(raw["errors"].values())
+    return {
+        "protocol": "http",
+        "target_rps": rate,
+        "achieved_rps": round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
+        "requests": raw["requests"],
+        "errors": errors,
+        "error_rate": round(errors / max(1, raw["requests"]), 5),
+        "p50_ms": raw["p50_us"] / 1000,
+        "p90_ms": raw["p90_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "max_ms": raw["max_us"] / 1000,
+        "connections": connections,
+        "duration_s": round(wall, 1),
+        "load_avg_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        **stage_split(before, after),
+    }
+
+
+def run_grpc(http: str, grpc_address: str, bodies: list[dict[str, Any]], rate: int, duration: int) -> dict[str, Any]:
+    """One ghz run (gRPC) at ``rate`` requests/s, cycling over the same request bodies."""
+    ghz = shutil.which("ghz") or str(ROOT / ".cache" / "tools" / "bin" / "ghz")
+    work = Path(tempfile.mkdtemp(prefix="bench-grpc-"))
+    data = work / "data.json"
+    data.write_text(json.dumps(bodies))
+    before = scrape(http)
+    load_before = os.getloadavg()[0]
+    result = subprocess.run(
+        [
+            ghz,
+            "--insecure",
+            "--proto",
+            str(ROOT / "src" / "lambdarec" / "serving" / "proto" / "recommender.proto"),
+            "--call",
+            "lambdarec.v1.Recommender/Recommend",
+            "--rps",
+            str(rate),
+            "-c",
+            "16",
+            "-z",
+            f"{duration}s",
+            "--data-file",
+            str(data),
+            "-O",
+            "json",
+            grpc_address,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    after = scrape(http)
+    shutil.rmtree(work, ignore_errors=True)
+    raw = json.loads(result.stdout)
+    percentiles = {p["percentage"]: p["latency"] / 1e6 for p in raw.get("latencyDistribution") or []}
+    errors = sum(n for code, n in (raw.get("statusCodeDistribution") or {}).items() if code != "OK")
+    return {
+        "protocol": "grpc",
+        "target_rps": rate,
+        "achieved_rps": round(raw["rps"], 1),
+        "requests": raw["count"],
+        "errors": errors,
+        "error_rate": round(errors / max(1, raw["count"]), 5),
+        "p50_ms": percentiles.get(50),
+        "p90_ms": percentiles.get(90),
+        "p99_ms": percentiles.get(99),
+        "load_avg_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        **stage_split(before, after),
+    }
+
+
+def restart_recommender(settings: Any, max_batch_size: int) -> dict[str, str]:
+    """Restart the recommender with ``serving.max_batch_size`` (1 turns adaptive batching off)."""
+    from lambdarec.serving.commands import start_recommender, stop_recommender
+
+    stop_recommender(settings)
+    os.environ["LAMBDAREC_SERVING__MAX_BATCH_SIZE"] = str(max_batch_size)
+    urls = start_recommender(settings)
+    wait_ready(urls["http"])
+    return urls
+
+
+def wait_ready(http: str, timeout_s: float = 300) -> None:
+    """Until ``/readyz`` answers 200 (the champion loaded)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{http}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise SystemExit(f"the recommender at {http} is not ready: {httpx.post(f'{http}/status', json={}).text}")
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "cpus": psutil.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def main() -> int:
+    """Run the load, write ``bench/results/serving.json``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--state-dir", type=Path, required=True, help="state folder of a finished `lambdarec demo`")
+    parser.add_argument("--rates", type=int, nargs="+", default=[50, 100, 200])
+    parser.add_argument("--duration", type=int, default=60, help="seconds each rate is held")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--sessions", type=int, default=2000, help="distinct sessions the load cycles through")
+    parser.add_argument("--max-search", action="store_true", help="step the rate up to the highest meeting the goal")
+    parser.add_argument("--p99-goal-ms", type=float, default=30.0)
+    parser.add_argument("--no-batching-compare", action="store_true")
+    parser.add_argument("--no-grpc", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
+    args = parser.parse_args()
+
+    from lambdarec.serving.commands import recommender_urls, start_recommender
+    from lambdarec.settings import load_settings
+
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    settings = load_settings(state_dir=args.state_dir)
+    urls = recommender_urls(settings) or start_recommender(settings)
+    wait_ready(urls["http"])
+    status = httpx.post(f"{urls['http']}/status", json={}, timeout=10).json()
+    bodies = sessions_of(args.state_dir, args.sessions)
+    bodies_path = args.state_dir / "bench-serving-bodies.jsonl"
+    bodies_path.write_text("\n".join(json.dumps(b) for b in bodies) + "\n")
+    print(f"{len(bodies)} sessions; serving {status.get('model')}", flush=True)
+
+    result: dict[str, Any] = {
+        "what": "POST /recommend (HTTP, wrk) and Recommend (gRPC, ghz) on the demo stack, full stack running",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine(),
+        "served": status,
+        "sessions": len(bodies),
+        "goal": {"p99_ms": args.p99_goal_ms, "rps": 200, "errors": 0},
+        "runs": [],
+    }
+    httpx.post(f"{urls['http']}/recommend", json=bodies[0], timeout=30)  # warm up the first batch
+    for rate in args.rates:
+        run = run_http(urls["http"], bodies_path, rate, args.duration, args.connections)
+        print(json.dumps(run), flush=True)
+        result["runs"].append({**run, "batching": True})
+    if args.max_search:
+        rate, best = max(args.rates), None
+        while True:
+            rate = int(rate * 1.25)
+            run = run_http(urls["http"], bodies_path, rate, args.duration, max(args.connections, rate // 8))
+            print(json.dumps(run), flush=True)
+            result["runs"].append({**run, "batching": True, "search": True})
+            if run["p99_ms"] > args.p99_goal_ms or run["errors"] or run["achieved_rps"] < 0.9 * rate:
+                break
+            best = run
+        result["highest_rate_meeting_goal"] = best["achieved_rps"] if best else None
+    if not args.no_grpc:
+        for rate in args.rates:
+            run = run_grpc(urls["http"], urls["grpc"], bodies, rate, args.duration)
+            print(json.dumps(run), flush=True)
+            result["runs"].append({**run, "batching": True})
+    if not args.no_batching_compare:
+        urls = restart_recommender(settings, 1)
+        for rate in args.rates:
+            run = run_http(urls["http"], bodies_path, rate, args.duration, args.connections)
+            print(json.dumps(run), flush=True)
+            result["runs"].append({**run, "batching": False})
+        urls = restart_recommender(settings, settings.serving.max_batch_size)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"written {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
