@@ -8,20 +8,21 @@ from typing import Any
 import pandas as pd
 
 
-def read_partition(folder: Path, date: str | None = None) -> pd.DataFrame:
-    """One ``date=YYYY-MM-DD`` partition of a lake table (or the whole table), without the partition column.
+def read_partition(folder: Path, date: str | None = None, key: str = "date") -> pd.DataFrame:
+    """One ``<key>=YYYY-MM-DD`` partition of a lake table (or the whole table), without the partition column.
+
+    Silver partitions by ``event_date``, gold by ``date``.
 
     Raises:
         FileNotFoundError: No such table or partition.
     """
     import pyarrow.dataset as ds
 
-    path = folder / f"date={date}" if date else folder
+    path = folder / f"{key}={date}" if date else folder
     if not path.exists():
         raise FileNotFoundError(f"no lake data at {path}")
-    table = ds.dataset(str(path), format="parquet", partitioning="hive").to_table()
-    frame = table.to_pandas()
-    return frame.drop(columns=[c for c in ("date",) if c in frame.columns and date])
+    frame = ds.dataset(str(path), format="parquet", partitioning="hive").to_table().to_pandas()
+    return frame.drop(columns=[key]) if date and key in frame.columns else frame
 
 
 def examples_frame(examples: Any) -> pd.DataFrame:

@@ -138,17 +138,23 @@ def performance_gate(
 
 def record_gates(tracking_uri: str, run_id: str, decision: PromotionDecision) -> None:
     """Write every gate's verdict, detail and figures, and the decision, on an MLflow run."""
+    import time
+
+    from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri)
+    now = int(time.time() * 1000)
+    tags: list[RunTag] = []
+    metrics: list[Metric] = []
     for gate in decision.gates:
-        client.set_tag(run_id, f"gate.{gate.name}", "passed" if gate.passed else "failed")
-        client.set_tag(run_id, f"gate.{gate.name}.detail", gate.detail[:_MAX_TAG])
-        client.log_metric(run_id, f"gate.{gate.name}.passed", 1.0 if gate.passed else 0.0)
-        for key, value in gate.metrics.items():
-            client.log_metric(run_id, f"gate.{gate.name}.{key}", float(value))
-    client.set_tag(run_id, "promotion.decision", "promoted" if decision.promote else "blocked")
-    client.set_tag(run_id, "promotion.blocked_by", ",".join(decision.blocked_by) or "-")
+        tags.append(RunTag(f"gate.{gate.name}", "passed" if gate.passed else "failed"))
+        tags.append(RunTag(f"gate.{gate.name}.detail", gate.detail[:_MAX_TAG]))
+        metrics.append(Metric(f"gate.{gate.name}.passed", 1.0 if gate.passed else 0.0, now, 0))
+        metrics.extend(Metric(f"gate.{gate.name}.{key}", float(value), now, 0) for key, value in gate.metrics.items())
+    tags.append(RunTag("promotion.decision", "promoted" if decision.promote else "blocked"))
+    tags.append(RunTag("promotion.blocked_by", ",".join(decision.blocked_by) or "-"))
+    # One request: a run records all of its gates or none of them.
+    MlflowClient(tracking_uri=tracking_uri).log_batch(run_id, metrics=metrics, tags=tags)
 
 
 def gate_promotion(

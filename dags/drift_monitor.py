@@ -1,0 +1,54 @@
+"""### drift_monitor
+
+PSI and KL per feature of the latest day's events against the 28 days before it; the report goes to
+`<state>/quality/drift/<day>.json`. Drift at the *retrain* level or above writes an alert: it is the
+reason to retrain (see the policy in `lambdarec.quality.drift`), not a failure of this DAG.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pendulum
+from airflow.sdk import dag, task
+
+DEFAULT_ARGS = {"owner": "lambdarec", "retries": 1, "retry_delay": pendulum.duration(minutes=5)}
+
+
+@dag(
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["lambdarec", "quality", "drift"],
+    doc_md=__doc__,
+)
+def drift_monitor() -> None:
+    """Drift report → alert."""
+
+    @task
+    def pick_day(data_interval_end: Any = None) -> str:
+        """The day compared with its reference."""
+        from lambdarec.quality.steps import interval_day
+
+        return interval_day(data_interval_end)
+
+    @task
+    def measure_drift(day: str) -> dict[str, Any]:
+        """PSI / KL per feature, written as a JSON report."""
+        from lambdarec.quality.steps import drift_report
+
+        return drift_report(day)
+
+    @task
+    def alert(report: dict[str, Any]) -> dict[str, Any]:
+        """An alert file and a warning when any feature drifted (the DAG succeeds either way)."""
+        from lambdarec.quality.steps import alert_on_drift
+
+        return alert_on_drift(report)
+
+    alert(measure_drift(pick_day()))
+
+
+drift_monitor()

@@ -1,0 +1,303 @@
+"""The steps of the Airflow DAGs, as plain functions of the settings and the data interval's date.
+
+``dags/`` only wires these together; the CLI and tests call the same functions. Each step is
+idempotent for its date: it rebuilds that date's outputs (the batch layer overwrites a date's
+partitions, validation results are keyed by the date, reports are overwritten), so a rerun of
+an interval is safe. Steps return small JSON-ready dicts (they travel as XCom).
+
+Policy, in one place:
+
+- ``daily_features``: GX on the day's silver events and gold item stats must be green before the
+  day's features are materialized into the online store (:class:`QualityGateError` otherwise);
+- ``weekly_retrain``: GX (latest day), drift between the training window and the latest day
+  (block level), and challenger vs champion form the promotion gate
+  (:mod:`lambdarec.quality.gates`); every gate is recorded on the challenger's MLflow run;
+- ``drift_monitor``: drift of the latest day against the 28 days before it; *retrain*-level drift
+  is the reason to retrain (reported, an alert written), it never blocks anything by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lambdarec.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+DRIFT_FEATURES = ("price", "event_type", "category", "brand")
+"""Silver event columns the drift checks compare (what the models' inputs are built from)."""
+REFERENCE_DAYS = 28
+TRAINING_REFERENCE_DAYS = 7
+SILVER_PARTITION = "event_date"
+
+
+class QualityGateError(RuntimeError):
+    """A quality gate failed: the message names the failed expectations (or drifted features)."""
+
+
+def _settings(settings: Settings | None) -> Settings:
+    return settings if settings is not None else load_settings()
+
+
+def _as_of_ms(day: str) -> int:
+    from lambdarec.batch.lake import day_start_ms, parse_date
+
+    return day_start_ms(parse_date(day) + timedelta(days=1))
+
+
+def _lake(settings: Settings) -> Any:
+    from lambdarec.batch.lake import Lake
+
+    return Lake.under(settings.state_dir)
+
+
+def silver_dates(settings: Settings) -> list[str]:
+    """The dates silver holds, oldest first."""
+    folder = _lake(settings).silver
+    return sorted(p.name.split("=", 1)[1] for p in folder.glob(f"{SILVER_PARTITION}=*")) if folder.exists() else []
+
+
+def silver_window(settings: Settings, first: date, last: date) -> pd.DataFrame:
+    """Silver events of the dates in ``[first, last]`` that exist (an empty frame when none)."""
+    from lambdarec.quality.frames import read_partition
+
+    folder = _lake(settings).silver
+    frames = [
+        read_partition(folder, day, SILVER_PARTITION)
+        for day in silver_dates(settings)
+        if first.isoformat() <= day <= last.isoformat()
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def run_daily_batch(day: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Kafka → bronze → silver → gold for ``day`` (the batch layer, as ``lambdarec batch run``); no materialize."""
+    from lambdarec.batch.pipeline import run_batch
+
+    summary = run_batch(_settings(settings), gold_days=[day], training=False, materialize=False)
+    return dict(summary.to_dict())
+
+
+def validate_day(day: str, settings: Settings | None = None, *, raise_on_failure: bool = True) -> dict[str, Any]:
+    """GX on ``day``'s silver events (reference: the 7 days before) and gold item stats (reference: the day before).
+
+    Raises:
+        QualityGateError: A suite failed (with ``raise_on_failure``); the message names each failed
+            expectation and column.
+        FileNotFoundError: ``day`` has no silver partition.
+    """
+    from lambdarec.batch.gold import ITEM_STATS
+    from lambdarec.batch.lake import parse_date
+    from lambdarec.quality.frames import read_partition
+    from lambdarec.quality.validation import validate
+
+    chosen = _settings(settings)
+    lake = _lake(chosen)
+    current = parse_date(day)
+    reference = silver_window(chosen, current - timedelta(days=TRAINING_REFERENCE_DAYS), current - timedelta(days=1))
+    outcomes = [
+        validate(
+            read_partition(lake.silver, day, SILVER_PARTITION),
+            "silver_events",
+            state_dir=chosen.state_dir,
+            reference=reference if len(reference) else None,
+            as_of_ms=_as_of_ms(day),
+            run_name=day,
+        )
+    ]
+    gold = lake.gold(ITEM_STATS)
+    if (gold / f"date={day}").exists():
+        previous = (current - timedelta(days=1)).isoformat()
+        gold_reference = read_partition(gold, previous) if (gold / f"date={previous}").exists() else None
+        outcomes.append(
+            validate(
+                read_partition(gold, day),
+                "gold_item_stats",
+                state_dir=chosen.state_dir,
+                reference=gold_reference,
+                run_name=day,
+            )
+        )
+    failed = [o for o in outcomes if not o.success]
+    if failed and raise_on_failure:
+        raise QualityGateError(" | ".join(o.summary() for o in failed))
+    return {"day": day, "success": not failed, "outcomes": [o.to_dict() for o in outcomes]}
+
+
+def materialize_day(day: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Load ``day``'s gold snapshots into the online store (the snapshot of ``day`` is stamped 00:00 next day)."""
+    from datetime import UTC, datetime
+
+    from lambdarec.featurestore.store import materialize
+
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+    report = materialize(_settings(settings), start, start + timedelta(days=2))
+    return {"day": day, **{k: v for k, v in vars(report).items() if isinstance(v, int | float | str | list | dict)}}
+
+
+def drift_report(
+    day: str, settings: Settings | None = None, *, reference_days: int = REFERENCE_DAYS, write: bool = True
+) -> dict[str, Any]:
+    """PSI / KL of ``day``'s silver events against the ``reference_days`` before it, per :data:`DRIFT_FEATURES`.
+
+    Writes ``<state>/quality/drift/<day>.json`` (overwritten on a rerun).
+
+    Raises:
+        FileNotFoundError: No reference or no current events.
+    """
+    from lambdarec.batch.lake import parse_date
+    from lambdarec.quality.drift import compare
+    from lambdarec.quality.validation import gx_root
+
+    chosen = _settings(settings)
+    current_day = parse_date(day)
+    reference = silver_window(chosen, current_day - timedelta(days=reference_days), current_day - timedelta(days=1))
+    current = silver_window(chosen, current_day, current_day)
+    if reference.empty or current.empty:
+        raise FileNotFoundError(
+            f"drift of {day}: {len(reference)} reference and {len(current)} current silver events; both must exist"
+        )
+    features = [f for f in DRIFT_FEATURES if f in reference.columns]
+    report = compare(reference, current, features)
+    out = {"day": day, "reference_rows": len(reference), "current_rows": len(current), **report.to_dict()}
+    out["summary"] = report.summary()
+    if write:
+        path = gx_root(chosen.state_dir) / "drift" / f"{day}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=2, default=str) + "\n")
+        out["path"] = str(path)
+    return out
+
+
+def alert_on_drift(report: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
+    """Write an alert (``<state>/quality/alerts/<day>.json``) and log a warning when a feature drifted.
+
+    Drift is the reason to retrain, never a failure of the monitor: this step succeeds either way.
+    """
+    from lambdarec.quality.validation import gx_root
+
+    level = str(report.get("level", "stable"))
+    if level == "stable":
+        return {"alerted": False, "level": level}
+    path = gx_root(_settings(settings).state_dir) / "alerts" / f"{report['day']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"level": level, "summary": report.get("summary"), "report": report.get("path")}) + "\n")
+    log.warning("drift on %s (%s): %s", report["day"], level, report.get("summary"))
+    return {"alerted": True, "level": level, "path": str(path)}
+
+
+def train_challenger(settings: Settings | None = None, *, train_budget_s: float = 450.0) -> dict[str, Any]:
+    """Train both models through the feature store, log and register them (challenger) and build their index."""
+    from lambdarec.models.commands import run_models_stage
+
+    summary = run_models_stage(_settings(settings), label="lake", promote=False, train_budget_s=train_budget_s)
+    keep = ("run_id", "two_tower_version", "deepfm_version", "champion", "train_from_store_s", "index")
+    return {k: summary[k] for k in keep if k in summary}
+
+
+def run_metrics(run_id: str, settings: Settings | None = None) -> dict[str, float]:
+    """The metrics logged on an MLflow run."""
+    from mlflow.tracking import MlflowClient
+
+    from lambdarec.vectors import mlflow_tracking_uri
+
+    client = MlflowClient(tracking_uri=mlflow_tracking_uri(_settings(settings)))
+    return {k: float(v) for k, v in client.get_run(run_id).data.metrics.items()}
+
+
+def champion_run(settings: Settings | None = None) -> str | None:
+    """The MLflow run of the current champion two-tower version (None without a champion)."""
+    from mlflow.tracking import MlflowClient
+
+    from lambdarec import names
+    from lambdarec.vectors import mlflow_tracking_uri
+
+    client = MlflowClient(tracking_uri=mlflow_tracking_uri(_settings(settings)))
+    try:
+        return str(client.get_model_version_by_alias(names.TWO_TOWER_MODEL, names.CHAMPION_ALIAS).run_id)
+    except Exception:  # MlflowException: no such alias or model
+        return None
+
+
+def decide_promotion(
+    challenger: dict[str, Any],
+    validation: dict[str, Any],
+    drift: dict[str, Any],
+    settings: Settings | None = None,
+    *,
+    swap_index: bool = True,
+) -> dict[str, Any]:
+    """The promotion gate of ``weekly_retrain``: record every gate on the challenger's run, promote if all pass.
+
+    Args:
+        challenger: What :func:`train_challenger` returned.
+        validation: What :func:`validate_day` returned (with ``raise_on_failure=False``).
+        drift: What :func:`drift_report` returned for the training window against the latest day.
+        settings: The environment.
+        swap_index: Also point the Milvus alias at the challenger's collection when promoted.
+    """
+    from lambdarec.quality.drift import DriftLevel, DriftPolicy, DriftReport, FeatureDrift
+    from lambdarec.quality.gates import drift_gate, gate_promotion, performance_gate, quality_gate
+    from lambdarec.quality.validation import Failure, ValidationOutcome
+    from lambdarec.vectors import mlflow_tracking_uri
+
+    chosen = _settings(settings)
+    outcomes = [
+        ValidationOutcome(**{**o, "failures": [Failure(**f) for f in o["failures"]]}) for o in validation["outcomes"]
+    ]
+    report = DriftReport(
+        [
+            FeatureDrift(**{**f, "level": DriftLevel(f["level"]), "top_bins": [tuple(b) for b in f["top_bins"]]})
+            for f in drift["features"]
+        ],
+        DriftPolicy(**drift["policy"]),
+    )
+    champion = champion_run(chosen)
+    challenger_metrics = run_metrics(challenger["run_id"], chosen)
+    # The champion's own run was evaluated on its own window; when it is the challenger itself (the first
+    # model ever) there is nothing to beat.
+    champion_metrics = (
+        run_metrics(champion, chosen) if champion is not None and champion != challenger["run_id"] else None
+    )
+    gates = [quality_gate(outcomes), drift_gate(report), performance_gate(challenger_metrics, champion_metrics)]
+    client = None
+    if swap_index:
+        from lambdarec.index.milvus import connect_settings
+
+        client = connect_settings(chosen)
+    try:
+        decision = gate_promotion(
+            mlflow_tracking_uri(chosen), str(challenger["two_tower_version"]), gates, milvus_client=client
+        )
+    finally:
+        if client is not None:
+            client.close()
+    return {"run_id": challenger["run_id"], **decision.to_dict(), "summary": decision.summary()}
+
+
+def docs_index(settings: Settings | None = None) -> Path:
+    """The data-docs site's index page under the state folder."""
+    from lambdarec.quality.validation import site_dir
+
+    return site_dir(_settings(settings).state_dir) / "index.html"
+
+
+def interval_day(data_interval_end: Any) -> str:
+    """The date a run processes: the day before its data interval's end (``YYYY-MM-DD``).
+
+    A daily run whose interval ends at 00:00 of D+1 processes D, whichever timetable made the
+    interval (Airflow 3's cron trigger timetable gives a zero-length interval ending at the run's
+    moment); never ``now()``, so a rerun of the same interval processes the same day.
+    """
+    from datetime import datetime
+
+    end = data_interval_end
+    if not isinstance(end, datetime):
+        end = datetime.fromisoformat(str(end))
+    return (end - timedelta(days=1)).date().isoformat()
