@@ -9,6 +9,7 @@ interval gives the same report.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import subprocess
@@ -32,7 +33,11 @@ START_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A private AIRFLOW_HOME with a migrated SQLite metadata DB and a private lambdarec state folder."""
-    pytest.importorskip("airflow")
+    # Airflow reads its configuration once, at import: the environment must be set before that.
+    if "airflow" in sys.modules:
+        pytest.fail("airflow was imported before its private AIRFLOW_HOME was set")
+    if importlib.util.find_spec("airflow") is None:
+        pytest.skip("apache-airflow is not installed (the 'orchestration' extra)")
     home = tmp_path_factory.mktemp("airflow-home")
     state = tmp_path_factory.mktemp("dag-state")
     env = {
@@ -55,6 +60,8 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         env={**os.environ, "PATH": f"{bin_dir}:{path}"},
         timeout=300,
     )
+    import airflow  # noqa: F401 - configured from the environment above
+
     try:
         yield env
     finally:
