@@ -157,6 +157,22 @@ def record_gates(tracking_uri: str, run_id: str, decision: PromotionDecision) ->
     MlflowClient(tracking_uri=tracking_uri).log_batch(run_id, metrics=metrics, tags=tags)
 
 
+def run_of_version(tracking_uri: str, two_tower_version: str) -> str:
+    """The MLflow run that trained a two-tower version.
+
+    Raises:
+        LookupError: The version has no run.
+    """
+    from mlflow.tracking import MlflowClient
+
+    from lambdarec import names
+
+    run_id = MlflowClient(tracking_uri=tracking_uri).get_model_version(names.TWO_TOWER_MODEL, two_tower_version).run_id
+    if not run_id:
+        raise LookupError(f"{names.TWO_TOWER_MODEL} version {two_tower_version} has no run to record the gates on")
+    return str(run_id)
+
+
 def gate_promotion(
     tracking_uri: str,
     two_tower_version: str,
@@ -179,15 +195,10 @@ def gate_promotion(
     Returns:
         The decision.
     """
-    from mlflow.tracking import MlflowClient
-
-    from lambdarec import names
     from lambdarec.tracking.mlflow_log import promote
 
     decision = PromotionDecision(list(gates))
-    run_id = MlflowClient(tracking_uri=tracking_uri).get_model_version(names.TWO_TOWER_MODEL, two_tower_version).run_id
-    if not run_id:
-        raise LookupError(f"{names.TWO_TOWER_MODEL} version {two_tower_version} has no run to record the gates on")
+    run_id = run_of_version(tracking_uri, two_tower_version)
     record_gates(tracking_uri, run_id, decision)
     if decision.promote:
         promote(tracking_uri, two_tower_version)
