@@ -20,7 +20,7 @@ demo: setup  ## The main job: engines up, a dataset replayed into Kafka, models 
 	$(LAMBDAREC) demo $(DEMO_ARGS)
 
 test: setup  ## Lint, then every test (unit, integration, e2e) on the real engines; CI=true fails on any unlisted skip
-	$(VENV)/bin/ruff check src tests bench jobs features infra bentos
+	$(VENV)/bin/ruff check src tests bench jobs features infra bentos dags
 	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 	infra/.venv/bin/python -m pytest infra/tests -q
@@ -36,13 +36,13 @@ bento: setup  ## Package the recommender as a bento (bentoml build; the lambdare
 	cd bentos/recommender && PATH=$(CURDIR)/.cache/tools/bin:$$PATH BENTOML_DO_NOT_TRACK=True ../../$(VENV)/bin/bentoml build .
 
 lint: setup  ## ruff + mypy
-	$(VENV)/bin/ruff check src tests bench jobs features infra bentos
-	$(VENV)/bin/ruff format --check src tests bench jobs features infra bentos
+	$(VENV)/bin/ruff check src tests bench jobs features infra bentos dags
+	$(VENV)/bin/ruff format --check src tests bench jobs features infra bentos dags
 	$(VENV)/bin/mypy
 
 format: setup  ## Apply ruff's formatting and import order
-	$(VENV)/bin/ruff check --fix src tests bench jobs features infra bentos
-	$(VENV)/bin/ruff format src tests bench jobs features infra bentos
+	$(VENV)/bin/ruff check --fix src tests bench jobs features infra bentos dags
+	$(VENV)/bin/ruff format src tests bench jobs features infra bentos dags
 
 clean:  ## Stop services and remove local state and built artifacts (keeps environments and jars)
 	-$(LAMBDAREC) services down
