@@ -8,6 +8,7 @@ leave the champion where it was; a clean batch promotes, and each gate's result 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +210,97 @@ def test_the_bad_batch_is_caught_and_blocks_promotion(
     assert client.get_run(versions["challenger_run"]).data.tags["promotion.decision"] == "promoted"
 
 
+def test_the_weekly_promotion_step_blocks_a_weaker_challenger(
+    engine_settings: Settings, reference: pd.DataFrame, mlflow_tracking_uri: str
+) -> None:
+    """``decide_promotion`` as ``weekly_retrain`` calls it, its inputs through JSON (XCom) as Airflow passes them."""
+    from mlflow.tracking import MlflowClient
+
+    from lambdarec.quality.steps import decide_promotion
+
+    client = MlflowClient(tracking_uri=mlflow_tracking_uri)
+    experiment = client.create_experiment("weekly-step-it")
+    versions: dict[str, str] = {}
+    for role, recall in (("champion", 0.30), ("challenger", 0.25)):
+        run = client.create_run(experiment)
+        client.log_metric(run.info.run_id, "two-stage.recall_at_20", recall)
+        client.set_terminated(run.info.run_id)
+        for model in (names.TWO_TOWER_MODEL, names.DEEPFM_MODEL):
+            if not client.search_registered_models(f"name='{model}'"):
+                client.create_registered_model(model)
+            version = client.create_model_version(
+                model, source=f"{run.info.artifact_uri}/{model}", run_id=run.info.run_id
+            )
+            if role == "champion":
+                client.set_registered_model_alias(model, names.CHAMPION_ALIAS, version.version)
+            versions[f"{role}.{model}"] = str(version.version)
+        versions[f"{role}_run"] = run.info.run_id
+    clean = events(6, seed=60)
+    validation = {
+        "outcomes": [
+            validate(
+                clean,
+                "silver_events",
+                state_dir=engine_settings.state_dir,
+                reference=reference,
+                as_of_ms=as_of(6),
+                run_name="2026-01-07",
+            ).to_dict()
+        ]
+    }
+    drift_dict = drift.compare(reference, clean, DRIFT_FEATURES).to_dict()
+    challenger = {
+        "run_id": versions["challenger_run"],
+        "two_tower_version": versions[f"challenger.{names.TWO_TOWER_MODEL}"],
+    }
+    xcom = json.loads(
+        json.dumps({"challenger": challenger, "validation": validation, "drift": drift_dict}, default=str)
+    )
+
+    result = decide_promotion(xcom["challenger"], xcom["validation"], xcom["drift"], engine_settings, swap_index=False)
+    assert result["promote"] is False and result["blocked_by"] == [PERFORMANCE_GATE]
+    assert "worse than the champion's 0.3000" in result["summary"]
+    assert (
+        client.get_model_version_by_alias(names.TWO_TOWER_MODEL, names.CHAMPION_ALIAS).version
+        == versions[f"champion.{names.TWO_TOWER_MODEL}"]
+    )
+    tags = client.get_run(versions["challenger_run"]).data.tags
+    assert (tags[f"gate.{QUALITY_GATE}"], tags[f"gate.{DRIFT_GATE}"], tags[f"gate.{PERFORMANCE_GATE}"]) == (
+        "passed",
+        "passed",
+        "failed",
+    )
+
+
+def test_the_training_examples_suite_fits_the_examples_frame(state_dir: Path) -> None:
+    from types import SimpleNamespace
+
+    from lambdarec.models.inputs import QUERY_DENSE
+    from lambdarec.quality.frames import examples_frame
+
+    rng = np.random.default_rng(3)
+    n = 400
+    examples = SimpleNamespace(
+        session_id=np.array([f"s{i // 4}" for i in range(n)], dtype=object),
+        user_id=np.array([f"u{i % 30}" for i in range(n)], dtype=object),
+        target_id=np.array([f"i{k}" for k in rng.integers(0, 50, n)], dtype=object),
+        time_ms=START_MS + np.arange(n, dtype=np.int64) * 60_000,
+        weight=rng.choice([1.0, 3.0, 5.0], n),
+        dense=np.log1p(rng.integers(0, 40, (n, len(QUERY_DENSE))).astype(np.float32)),
+    )
+    frame = examples_frame(examples)
+    good = validate(frame, "training_examples", state_dir=state_dir, reference=frame, run_name="examples")
+    assert good.success, good.summary()
+    frame.loc[:9, "target_id"] = None
+    frame.loc[:, "weight"] = 2.0
+    bad = validate(frame, "training_examples", state_dir=state_dir, reference=frame, run_name="examples-bad")
+    failed = {(f.expectation, f.column) for f in bad.failures}
+    assert failed == {
+        ("expect_column_values_to_not_be_null", "target_id"),
+        ("expect_column_values_to_be_in_set", "weight"),
+    }
+
+
 def register_two_runs(client: object) -> dict[str, str]:
     """A champion run and a challenger run, each with a two-tower and a DeepFM version (no weights needed)."""
     from mlflow.tracking import MlflowClient
@@ -217,7 +309,8 @@ def register_two_runs(client: object) -> dict[str, str]:
     experiment = client.create_experiment("gates-it")
     out: dict[str, str] = {}
     for model in (names.TWO_TOWER_MODEL, names.DEEPFM_MODEL):
-        client.create_registered_model(model)
+        if not client.search_registered_models(f"name='{model}'"):
+            client.create_registered_model(model)
     for role in ("champion", "challenger"):
         run = client.create_run(experiment)
         client.set_terminated(run.info.run_id)
