@@ -201,9 +201,10 @@ from lambdarec.serving import commands as serving_commands  # noqa: E402
 app.add_typer(serving_commands.app, name="recommender")
 app.command("serve")(serving_commands.serve_command)
 
-from lambdarec.quality.commands import docs_app  # noqa: E402
+from lambdarec.quality.commands import docs_app, quality_app  # noqa: E402
 
 app.add_typer(docs_app, name="docs")
+app.add_typer(quality_app, name="quality")
 
 
 # -- datasets and replay ------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``lambdarec docs ...``: the data-docs site (vendor its assets, serve it offline)."""
+"""``lambdarec docs ...`` (the data-docs site: vendor its assets, serve it offline) and ``lambdarec quality ...``
+(GX suites and drift of one day, the same steps as the DAGs)."""
 
 from __future__ import annotations
 
@@ -57,3 +58,53 @@ def serve_command(
         serve(site, host=host, port=port, ready=ready)
     except KeyboardInterrupt:
         pass
+
+
+quality_app = typer.Typer(
+    help="Data-quality checks of the lake: GX suites and drift, as the DAGs run them.", no_args_is_help=True
+)
+
+
+@quality_app.command("validate")
+def validate_command(
+    day: Annotated[str, typer.Option("--date", "-d", help="The day (YYYY-MM-DD) whose silver and gold to validate.")],
+) -> None:
+    """Run the GX suites on a day's silver events and gold item stats (what daily_features runs); exit 1 on failure."""
+    from lambdarec.context import current_settings
+    from lambdarec.quality.steps import validate_day
+
+    try:
+        result = validate_day(day, current_settings(), raise_on_failure=False)
+    except FileNotFoundError as err:
+        err_console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(1) from None
+    for item in result["outcomes"]:
+        mark = "[green]passed[/]" if item["success"] else "[bold red]failed[/]"
+        console.print(f"{item['suite']}: {mark} ({item['evaluated']} expectations, {item['rows']:,} rows)")
+        for failure in item["failures"]:
+            console.print(f"  {failure['expectation']} on {failure['column']}: observed {failure['observed']}")
+        if item.get("docs_page"):
+            console.print(f"  data docs page: {item['docs_page']} (`lambdarec docs serve`)", soft_wrap=True)
+    if not result["success"]:
+        raise typer.Exit(1)
+
+
+@quality_app.command("drift")
+def drift_command(
+    day: Annotated[str, typer.Option("--date", "-d", help="The day (YYYY-MM-DD) compared with the days before it.")],
+    reference_days: Annotated[int, typer.Option(help="Days before it that form the reference.")] = 28,
+) -> None:
+    """PSI and KL per feature of a day's events against the days before (what drift_monitor runs)."""
+    from lambdarec.context import current_settings
+    from lambdarec.quality.steps import drift_report
+
+    try:
+        report = drift_report(day, current_settings(), reference_days=reference_days)
+    except FileNotFoundError as err:
+        err_console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(1) from None
+    for feature in report["features"]:
+        console.print(
+            f"{feature['feature']:<12} PSI {feature['psi']:8.4f}  KL {feature['kl']:8.4f}  {feature['level']}"
+        )
+    console.print(f"{report['summary']}; written: {report.get('path')}", soft_wrap=True)
