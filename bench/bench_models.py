@@ -1,9 +1,9 @@
 """Benchmark model quality and training cost, trained through the feature store.
 
 Each dataset takes the path `lambdarec evaluate --dataset` takes: the batch layer writes it into
-a private lake (`run_batch(..., gold_days=None, training=False, materialize=False)`: bronze →
+a private lake (`run_batch(..., gold_days=None, materialize=False)`: bronze →
 silver → gold of every date in one Spark pass), then `train_from_store` splits the silver events
-in time, reads every example point in time through Feast (`get_historical_features` over the file
+in time, reads every example point in time through Feast (`get_historical_features` over the DuckDB
 offline store), trains the two-tower and DeepFM and scores the quality table (most-popular,
 item-kNN, session-kNN, two-tower alone, two-stage) on the test side of the split.
 
@@ -20,7 +20,6 @@ as `before` and this one as `after`; the Markdown table in bench/README.md is re
 
     nice -n 10 .venv/bin/python bench/bench_models.py --datasets rees46 uci synthetic --events 200000
     .venv/bin/python bench/bench_models.py --quick          # 20k synthetic events, small budgets
-    .venv/bin/python bench/bench_models.py --datasets rees46 --reuse-lake --feast-mask-ttl   # experiment
 """
 
 from __future__ import annotations
@@ -207,33 +206,6 @@ def timed_source_class(tracker: Tracker, meter: Meter) -> type:
     return TimedOfflineFeatureSource
 
 
-def mask_ttl_drops() -> None:
-    """Experiment (``--feast-mask-ttl``), not core behaviour: make Feast's file offline store keep an
-    entity row whose feature rows all fall outside ``[t - ttl, t]``, with null features.
-
-    Feast 0.67's ``_filter_ttl`` drops such rows after its left merge (only entities with no feature
-    row at all survive, through its ``isna()`` term), and the next view's merge starts from what is
-    left, so one view without a value in the window (a user's first day, an item first seen today)
-    drops the entity row for every view of the service. This masks instead of dropping, as Feast's
-    own ``_apply_created_timestamp_cutoff`` does; ``_drop_duplicates`` (nulls first, keep last) then
-    keeps a real match when there is one.
-    """
-    from feast.infra.offline_stores import dask as feast_dask
-
-    def filter_ttl(df_to_join: Any, feature_view: Any, entity_ts: str, timestamp_field: str) -> Any:
-        stamp, moment = df_to_join[timestamp_field], df_to_join[entity_ts]
-        inside = stamp <= moment
-        if feature_view.ttl and feature_view.ttl.total_seconds() != 0:
-            inside = inside & (stamp >= moment - feature_view.ttl)
-        outside = ~stamp.isna() & ~inside
-        created = getattr(feature_view.batch_source, "created_timestamp_column", "") or ""
-        masked = {f.name for f in feature_view.features} | {timestamp_field} | ({created} - {""})
-        columns = {c: df_to_join[c].mask(outside) for c in df_to_join.columns if c in masked}
-        return df_to_join.assign(**columns).persist()
-
-    feast_dask._filter_ttl = filter_ttl
-
-
 def _sum_reads(reads: list[dict[str, Any]]) -> dict[str, Any]:
     rows = sum(r["rows"] for r in reads)
     wall = sum(r["wall_s"] for r in reads)
@@ -269,7 +241,7 @@ def run_one(spec: str, state_dir: Path, args: argparse.Namespace) -> dict[str, A
     batch: dict[str, Any] = {}
     if not args.reuse_lake or not (state_dir / "lake").exists():
         with phases.phase("batch layer"):
-            summary = run_batch(settings, dataset=spec, gold_days=None, training=False, materialize=False)
+            summary = run_batch(settings, dataset=spec, gold_days=None, materialize=False)
         batch = summary.to_dict()
     print(f"  batch layer: {phases.figures.get('batch layer')} stages {batch.get('stages_s')}", flush=True)
 
@@ -287,8 +259,6 @@ def run_one(spec: str, state_dir: Path, args: argparse.Namespace) -> dict[str, A
         print(f"  split: {phases.figures['split (examples through Feast)']} {split.stats}", flush=True)
         return split
 
-    if args.feast_mask_ttl:
-        mask_ttl_drops()
     real_source = sources_module.OfflineFeatureSource
     data_module.temporal_split = recorded_split  # type: ignore[assignment]
     sources_module.OfflineFeatureSource = timed_source_class(tracker, meter)  # type: ignore[misc]
@@ -440,7 +410,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "`max_test` (see the JSON), so differences of a few thousandths are within sampling noise.",
         "",
     ]
-    known = ("uci", "rees46", "rees46+mask-ttl", "synthetic")
+    known = ("uci", "rees46", "synthetic")
     for name in [n for n in known if n in before or n in after] + sorted(
         n for n in set(before) | set(after) if n not in known
     ):
@@ -555,12 +525,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-budget", type=float, default=450.0, help="seconds, both models (as the CLI)")
     parser.add_argument("--max-test", type=int, default=5_000, help="test targets evaluated (as the CLI)")
     parser.add_argument("--quick", action="store_true", help="20k synthetic events, 60 s budget, 1000 test")
-    parser.add_argument(
-        "--feast-mask-ttl",
-        action="store_true",
-        help="experiment: keep entity rows whose features fall outside the TTL window (see mask_ttl_drops); "
-        "recorded as <dataset>+mask-ttl",
-    )
     parser.add_argument("--max-rss-gib", type=float, default=10.0, help="stop a dataset's run above this")
     parser.add_argument("--reuse-lake", action="store_true", help="keep a lake built by an earlier run")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "models.json")
@@ -592,8 +556,6 @@ def main(argv: list[str] | None = None) -> int:
                 generate_events(args.events, args.items, max(500, args.events // 20), 42, path, progress=False)
             spec = f"synthetic:{path}"
         state = WORK / (f"{key}-{args.events}" if key == "synthetic" else key) / "state"
-        if args.feast_mask_ttl:
-            key += "+mask-ttl"
         out = WORK / f"{key}.json"
         out.unlink(missing_ok=True)
         command = [
@@ -613,7 +575,6 @@ def main(argv: list[str] | None = None) -> int:
             str(args.max_rss_gib),
         ]
         command += ["--reuse-lake"] if args.reuse_lake else []
-        command += ["--feast-mask-ttl"] if args.feast_mask_ttl else []
         if key == "synthetic":
             command += ["--embeddings-out", str(EMBEDDINGS)]
         print(f"=== {key}: {spec} (load {os.getloadavg()})", flush=True)
@@ -622,8 +583,6 @@ def main(argv: list[str] | None = None) -> int:
             after["datasets"][key] = {"dataset": spec, "error": f"exit code {code}"}
             continue
         figures = json.loads(out.read_text())
-        if args.feast_mask_ttl:
-            figures["experiment"] = "Feast file offline store patched in the bench: TTL misses masked, not dropped"
         if "error" in figures:
             after["datasets"][key] = figures
             print(f"  failed: {figures['error']}", flush=True)
@@ -645,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         after.update(
             measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            how="run_batch (private lake, gold of every date) → train_from_store (Feast file offline store, "
+            how="run_batch (private lake, gold of every date) → train_from_store (Feast DuckDB offline store, "
             "point in time) with the CLI's configs",
         )
         _write(args, doc)

@@ -2,7 +2,7 @@
 
 A session is the shop's ``session_id`` in every table
 (:data:`lambdarec.features.session.SESSION_KEY`). Pure logic over pandas/Arrow lives in
-:mod:`lambdarec.batch.sessions`, :mod:`lambdarec.batch.dataset` and :mod:`lambdarec.batch.training`;
+:mod:`lambdarec.batch.sessions` and :mod:`lambdarec.batch.dataset`;
 the Spark stages (:mod:`~lambdarec.batch.bronze`, :mod:`~lambdarec.batch.silver`,
 :mod:`~lambdarec.batch.gold`) call it. ``jobs/spark/`` holds thin
 entry points over these stages. Nothing here imports pyspark or feast at module import time

@@ -38,10 +38,9 @@ def run(
         list[str] | None, typer.Option("--gold-date", help="Gold snapshot date(s) to build (instead of --gold-days).")
     ] = None,
     gold_all: Annotated[bool, typer.Option("--gold-all", help="Gold snapshots for every silver date.")] = False,
-    training: Annotated[bool, typer.Option(help="Build the training sets of the latest date.")] = True,
     materialize: Annotated[bool, typer.Option(help="Load the latest features into the online store.")] = True,
 ) -> None:
-    """Ingest Kafka (or a dataset) into bronze, build silver and gold, apply Feast, build training sets, materialize.
+    """Ingest Kafka (or a dataset) into bronze, build silver and gold, apply Feast, materialize.
 
     Gold for many dates runs as one Spark pass (``--gold-all`` or ``--gold-date`` repeated).
     """
@@ -56,7 +55,6 @@ def run(
         dataset=dataset,
         dates=date or None,
         gold_days=None if gold_all else (gold_date or gold_days),
-        training=training,
         materialize=materialize,
         console=console,
     )

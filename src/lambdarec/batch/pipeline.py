@@ -25,9 +25,6 @@ from lambdarec.names import (
 )
 from lambdarec.settings import Settings
 
-TRAINING_DAYS = 7
-"""Training sets are (re)built for this many of the latest dates a run processed."""
-
 
 @dataclass
 class BatchSummary:
@@ -37,7 +34,6 @@ class BatchSummary:
     bronze: dict[str, Any] = field(default_factory=dict)
     silver: list[dict[str, Any]] = field(default_factory=list)
     gold: list[dict[str, Any]] = field(default_factory=list)
-    training: dict[str, Any] = field(default_factory=dict)
     materialize: dict[str, Any] = field(default_factory=dict)
     applied: dict[str, list[str]] = field(default_factory=dict)
 
@@ -48,7 +44,6 @@ class BatchSummary:
             "bronze": self.bronze,
             "silver": self.silver,
             "gold": self.gold,
-            "training": self.training,
             "materialize": self.materialize,
             "applied": self.applied,
         }
@@ -74,7 +69,6 @@ class BatchSummary:
                 f"{g['date']}: " + ", ".join(f"{k} {v:,}" for k, v in g["rows"].items()) for g in self.gold
             ),
             "feast apply": ", ".join(f"{len(v)} {k}" for k, v in self.applied.items()),
-            "training sets": ", ".join(f"{k} {v:,}" for k, v in self.training.get("rows", {}).items()),
             "materialize": f"{sum(self.materialize.get('rows', {}).values()):,} online rows "
             f"({self.materialize.get('rows_per_s', 0):,} rows/s)",
         }
@@ -90,7 +84,6 @@ def run_batch(
     dataset: str | None = None,
     dates: list[str] | None = None,
     gold_days: int | Sequence[str] | None = 2,
-    training: bool = True,
     materialize: bool = True,
     shuffle_partitions: int = 8,
     console: Console | None = None,
@@ -107,8 +100,6 @@ def run_batch(
         gold_days: Which gold snapshots to build, in one Spark pass: the latest N silver dates
             (an int; ≥ 2 so the last date's training examples have the previous day's
             features), these dates (a list), or every silver date (None).
-        training: Build the training sets of the latest :data:`TRAINING_DAYS` dates of the run
-            through Feast (point in time, one partition per date).
         materialize: Load the latest features into the online store.
         shuffle_partitions: Spark shuffle partitions.
         console: Progress output (None: silent).
@@ -173,7 +164,7 @@ def run_batch(
     if not gold_dates:
         return summary
 
-    from lambdarec.featurestore.store import apply, open_store
+    from lambdarec.featurestore.store import apply
     from lambdarec.featurestore.store import materialize as load_online
 
     started = time.monotonic()
@@ -181,22 +172,6 @@ def run_batch(
         summary.applied = apply(settings)
     summary.stages_s["feast apply"] = time.monotonic() - started
     last = gold_dates[-1]
-    if training:
-        from lambdarec.batch.training import build_training_sets
-
-        started = time.monotonic()
-        # The latest dates of this run, not the latest alone: that one may be the thin tail of
-        # a dataset (a few sessions that crossed midnight) and train nothing.
-        days = gold_dates[-TRAINING_DAYS:]
-        store = open_store(settings)
-        with out.status(f"training sets of {days[0]} .. {days[-1]} (point-in-time through Feast)..."):
-            reports = [build_training_sets(store, lake, day) for day in days]
-        summary.training = {
-            "dates": days,
-            "rows": {t: sum(r.rows.get(t, 0) for r in reports) for t in reports[0].rows},
-            "positives": {t: sum(r.positives.get(t, 0) for r in reports) for t in reports[0].positives},
-        }
-        summary.stages_s["training sets"] = time.monotonic() - started
     if materialize:
         started = time.monotonic()
         end = snapshot_time(parse_date(last)) + timedelta(seconds=1)
@@ -230,8 +205,8 @@ def run_batch_stage(settings: Settings, console: Console | None = None) -> dict[
 
     out = console or Console(quiet=True)
     # Gold for every date: the models read point-in-time features over the whole history, and
-    # build their own examples through the feature services (no per-date training sets here).
-    summary = run_batch(settings, gold_days=None, training=False, console=console)
+    # build their own examples through the feature services.
+    summary = run_batch(settings, gold_days=None, console=console)
     out.print(summary.render())
     example = example_entities(settings)
     if example is not None:

@@ -176,7 +176,7 @@ def evaluate_command(
     target = out or settings.state_dir
     try:
         with console.status(f"batch layer on {dataset}: bronze → silver → gold (every date)..."):
-            run_batch(settings, dataset=dataset, gold_days=None, training=False, materialize=False)
+            run_batch(settings, dataset=dataset, gold_days=None, materialize=False)
         progress, update = _progress_bar(console)
         with progress:
             result, _, _ = train_from_store(

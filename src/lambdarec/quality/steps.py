@@ -80,7 +80,7 @@ def run_daily_batch(day: str, settings: Settings | None = None) -> dict[str, Any
     """Kafka → bronze → silver → gold for ``day`` (the batch layer, as ``lambdarec batch run``); no materialize."""
     from lambdarec.batch.pipeline import run_batch
 
-    summary = run_batch(_settings(settings), gold_days=[day], training=False, materialize=False)
+    summary = run_batch(_settings(settings), gold_days=[day], materialize=False)
     return dict(summary.to_dict())
 
 

@@ -32,9 +32,7 @@ def test_a_dataset_runs_through_bronze_silver_and_gold_without_kafka(
     monkeypatch.setattr(store_module, "apply", lambda settings: {})
     settings = load_settings("local", state_dir=tmp_path / "state")
 
-    summary = run_batch(
-        settings, dataset=f"synthetic:{tmp_path / 'gen'}", gold_days=None, training=False, materialize=False
-    )
+    summary = run_batch(settings, dataset=f"synthetic:{tmp_path / 'gen'}", gold_days=None, materialize=False)
 
     lake = Lake.under(settings.state_dir)
     events = pq.read_table(generated.out_path).sort_by("event_id")

@@ -1,15 +1,14 @@
-"""Feast over the gold tables: apply, point-in-time training sets, materialize, online reads (SQLite, Redis)."""
+"""Feast over the gold tables: apply, materialize, online reads (SQLite, Redis)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-import pyarrow.parquet as pq
 import pytest
-from batch_lake_helpers import DAYS, LAST
+from batch_lake_helpers import LAST
 
 from lambdarec import names
-from lambdarec.batch.lake import Lake, day_start_ms, parse_date, snapshot_time
+from lambdarec.batch.lake import Lake, parse_date, snapshot_time
 from lambdarec.batch.pipeline import example_entities
 from lambdarec.featurestore.store import (
     apply,
@@ -30,21 +29,6 @@ def applied(batch_settings: Settings, built: dict) -> Settings:
     applied = apply(batch_settings)
     assert {names.RETRIEVAL_FEATURE_SERVICE, names.RANKING_FEATURE_SERVICE} <= set(applied["FeatureService"])
     return batch_settings
-
-
-def test_training_sets_are_point_in_time(applied: Settings, batch_lake: Lake) -> None:
-    from lambdarec.batch.training import RANKING_SET, RETRIEVAL_SET, build_training_sets
-
-    report = build_training_sets(open_store(applied), batch_lake, LAST)
-    assert report.rows[RANKING_SET] > 100 and report.rows[RETRIEVAL_SET] > 0
-    ranking = pq.read_table(batch_lake.gold(RANKING_SET) / f"date={LAST}").to_pandas()
-    assert {"label", "user_views_30d", "item_views_30d", "item_in_user_top_categories"} <= set(ranking.columns)
-    # Features come from the previous day's snapshot: nothing the user did on LAST leaks in.
-    known = ranking[ranking["user_last_event_ms"].notna()]
-    assert len(known) > 0.5 * len(ranking)
-    assert (known["user_last_event_ms"] < day_start_ms(parse_date(LAST))).all()
-    assert (known["user_last_event_ms"] >= day_start_ms(parse_date(DAYS[-2]))).any()
-    assert 0 < ranking["label"].sum() < len(ranking)
 
 
 def test_materialize_and_online_read_on_sqlite(applied: Settings) -> None:

@@ -38,7 +38,7 @@ def store_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     path = Path(root) / "shop.parquet"
     pq.write_table(generate_events_table(4_000, 300, 150, seed=8, config=config), path)
     settings = load_settings("local", state_dir=Path(root) / "state")
-    run_batch(settings, dataset=f"synthetic:{path}", gold_days=None, training=False, materialize=False)
+    run_batch(settings, dataset=f"synthetic:{path}", gold_days=None, materialize=False)
     apply(settings)
     return settings
 

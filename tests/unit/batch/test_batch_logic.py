@@ -18,7 +18,6 @@ from lambdarec.batch.lake import Lake, read_json, snapshot_time, write_json_atom
 from lambdarec.batch.sessions import EVENT_TIMESTAMP, SNAPSHOT_DATE, session_prefix_frame
 from lambdarec.batch.silver import check_bronze_file
 from lambdarec.batch.testing import BRONZE_SCHEMA, bronze_table
-from lambdarec.batch.training import LABEL, ranking_examples, retrieval_examples
 from lambdarec.features.session import fold_session, session_prefix_rows
 
 T0 = 1_704_067_200_000  # 2024-01-01
@@ -131,23 +130,6 @@ def test_corrupt_and_drifted_bronze_files_are_recognised(tmp_path: Path) -> None
     assert "kafka_offset" in (check_bronze_file(retyped) or "")
 
 
-def test_ranking_labels_come_from_later_conversions_in_the_session() -> None:
-    events = pd.DataFrame(
-        [
-            ev(1, "s", T0, "view", "A"),
-            ev(2, "s", T0 + 1000, "view", "B"),
-            ev(3, "s", T0 + 2 * 3_600_000, "cart", "A"),  # two idle hours later: the same session
-            ev(4, "s", T0 + 3 * 3_600_000, "view", "A"),  # second view of A: not a new example
-            ev(5, "t", T0, "view", "C", user_id=None),  # anonymous: no example
-        ]
-    )
-    ranking = ranking_examples(events).set_index(names.ITEM_ID)
-    assert ranking[LABEL].to_dict() == {"A": 1, "B": 0}
-    assert ranking.loc["A", "request_time_ms"] == T0
-    retrieval = retrieval_examples(events)
-    assert retrieval[[names.USER_ID, names.ITEM_ID]].values.tolist() == [["u1", "A"]]
-
-
 def test_spark_archive_holds_the_package_and_the_jobs(tmp_path: Path) -> None:
     from lambdarec.batch.package import build_spark_archive
 
@@ -241,7 +223,7 @@ def test_cli_batch_run_passes_the_dataset_and_the_gold_dates(tmp_path: Path, mon
 
     monkeypatch.setattr(pipeline, "run_batch", fake_run_batch)
     runner = CliRunner()
-    base = ["--state-dir", str(tmp_path), "batch", "run", "--no-training", "--no-materialize"]
+    base = ["--state-dir", str(tmp_path), "batch", "run", "--no-materialize"]
     result = runner.invoke(app, [*base, "--dataset", "uci:data/retail.xlsx", "--gold-all"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, [*base, "--gold-date", "2024-01-02", "--gold-date", "2024-01-01"])
