@@ -93,70 +93,33 @@ def open_store(settings: Settings, config_path: Path | None = None) -> FeatureSt
     data = load_config_dict(settings, config_path)
     feast_dir(settings).mkdir(parents=True, exist_ok=True)
     config = RepoConfig(repo_path=feature_repo_dir(), **data)
-    tolerate_unmatched_entities()
-    keep_rows_outside_the_window()
+    check_offline_store(config)
     return FeatureStore(config=config)
 
 
-def keep_rows_outside_the_window() -> None:
-    """Make Feast's file (dask) offline store answer null, not drop the row, when a view has no value yet.
+OFFLINE_STORE = "duckdb"
+"""The one offline store the models read (``offline_store.type`` of every ``feature_store.yaml``)."""
 
-    Feast 0.67 left-joins every feature row of an entity to the entity row and then filters by
-    time (``<=`` the entity timestamp, within the view's TTL). An entity whose rows all lie
-    outside that window (a user whose first snapshot is tomorrow, a session seen again after
-    its TTL) loses every joined row, so the entity row disappears from the result — with the
-    other views' values too (feast#6787). Every other offline store, and the online store,
-    answer such a row with nulls for that view. This keeps the joined rows and nulls their
-    feature values and timestamp outside the window instead; the deduplication that follows
-    then keeps the newest row inside the window when there is one, else a null one.
-    Idempotent; called when a store is opened, never at import.
+
+def check_offline_store(config: Any) -> None:
+    """Refuse an offline store other than Feast's DuckDB store, naming the setting.
+
+    Feast 0.67's file (dask) store answered point-in-time reads wrong in four ways the leakage and
+    parity tests found: rows of different users at one moment collapsed, identical entity rows came
+    back null, an entity with no row in a view's window vanished with every other view's values
+    (feast#6787), and a multi-partition de-duplication kept older rows. It also read 43-2,100 rows/s.
+    The DuckDB store (a SQL point-in-time join through ibis) answers all four right, so no patch of
+    Feast is applied; another store would need those tests re-run before it is allowed here.
+
+    Raises:
+        ValueError: When ``offline_store.type`` is not ``duckdb``.
     """
-    from feast.infra.offline_stores import dask as feast_dask
-
-    original = feast_dask._filter_ttl  # noqa: SLF001 - the one function that filters by time
-    if getattr(original, "_lambdarec_keeps_rows", False):
-        return
-
-    def filter_ttl(df_to_join: Any, feature_view: Any, entity_timestamp: str, timestamp_field: str) -> Any:
-        stamp, asked = df_to_join[timestamp_field], df_to_join[entity_timestamp]
-        inside = stamp <= asked
-        if feature_view.ttl and feature_view.ttl.total_seconds() != 0:
-            inside = inside & (stamp >= asked - feature_view.ttl)
-        prefix = f"{feature_view.projection.name_to_use()}__"
-        names = {f.name for f in feature_view.features}
-        values = [c for c in df_to_join.columns if c in names or (c.startswith(prefix) and c[len(prefix) :] in names)]
-        # Rows with no feature row at all (a null timestamp) stay as they are, as in Feast.
-        keep = inside | stamp.isna()
-        nulled = {column: df_to_join[column].where(keep) for column in [*values, timestamp_field]}
-        return df_to_join.assign(**nulled).persist()
-
-    filter_ttl._lambdarec_keeps_rows = True  # type: ignore[attr-defined]
-    feast_dask._filter_ttl = filter_ttl  # type: ignore[assignment]  # noqa: SLF001
-
-
-def tolerate_unmatched_entities() -> None:
-    """Make Feast's file (dask) offline store keep the newest row per entity row, exactly.
-
-    Feast 0.67 sorts the joined rows by the feature timestamp and then keeps the last row per
-    (join keys, entity timestamp). Over several dask partitions neither step keeps pandas'
-    order: the sort refuses null timestamps (``NotImplementedError``, or ``TypeError``
-    comparing None: dask/dask#8939 is the one failure Feast retries), and ``keep="last"``
-    after a multi-partition sort kept older rows — 221 of 300 point-in-time reads came back
-    wrong or null on a 3-day lake, where one-row reads were right. Both steps here run on one
-    partition, where they are exactly pandas' sort and de-duplication. Idempotent; called
-    when a store is opened, never at import.
-    """
-    from feast.infra.offline_stores import dask as feast_dask
-
-    original = feast_dask._drop_duplicates  # noqa: SLF001 - the one function that sorts
-    if getattr(original, "_lambdarec_tolerant", False):
-        return
-
-    def drop_duplicates(df_to_join: Any, *args: Any, **kwargs: Any) -> Any:
-        return original(df_to_join.repartition(npartitions=1), *args, **kwargs)
-
-    drop_duplicates._lambdarec_tolerant = True  # type: ignore[attr-defined]
-    feast_dask._drop_duplicates = drop_duplicates  # noqa: SLF001
+    kind = getattr(config.offline_store, "type", None)
+    if kind != OFFLINE_STORE:
+        raise ValueError(
+            f"offline_store.type is {kind!r} in feature_store.yaml: the models read through Feast's "
+            f"{OFFLINE_STORE!r} offline store only (set `offline_store: {{type: {OFFLINE_STORE}}}`)"
+        )
 
 
 def load_definitions(settings: Settings) -> list[Any]:

@@ -79,14 +79,13 @@ class OfflineFeatureSource:
             return {}
         asked = pd.DataFrame(entities)
         asked["_moment"] = pd.Series(list(moments_ms), dtype="int64")
-        # Feast keeps one of several identical (keys, timestamp) rows: ask each distinct one once
-        # (also the cheaper read) and fan the answer out to every row that asked it.
+        # Many examples ask the same (keys, moment) (a user's candidates, an item's neighbours):
+        # ask each distinct one once and fan the answer out to every row that asked it.
         keys = list(asked.columns)
         unique = asked.drop_duplicates(keys).reset_index(drop=True)
         unique["_row"] = range(len(unique))
         result = pd.concat([self._ask(unique[part], feature_service) for part in _parts(unique)])
-        # The file offline store drops an entity row that no view has a value for (feast#6787):
-        # put it back with null features, as the online store answers an unknown key.
+        # The join does not keep the order asked: put the answers back in it by `_row`.
         answered = result.drop_duplicates("_row").set_index("_row").reindex(range(len(unique)))
         answered = answered.drop(columns=[c for c in (*entities, "event_timestamp") if c in answered.columns])
         row_of = asked.merge(unique[[*keys, "_row"]], on=keys, how="left")["_row"].to_numpy()
@@ -96,19 +95,11 @@ class OfflineFeatureSource:
         return _columns(out)
 
     def _ask(self, rows: pd.DataFrame, feature_service: Any) -> pd.DataFrame:
-        """One ``get_historical_features`` call; every row's timestamp made distinct below the millisecond.
-
-        Feast's file (dask) store keeps one entity row per (a view's join keys, timestamp) view by
-        view, so rows of different users asking the same item at the same moment would collapse
-        into one. Every feature timestamp here is a whole millisecond (events, day snapshots), so
-        adding under a millisecond to a moment changes no point-in-time answer, and giving each
-        row of a moment its own nanosecond keeps them all apart.
-        """
+        """One ``get_historical_features`` call, each row as of its moment (a whole millisecond)."""
         import pandas as pd
 
         frame = rows.drop(columns="_moment")
-        offset = pd.to_timedelta(rows.groupby("_moment").cumcount().to_numpy(), unit="ns")
-        frame["event_timestamp"] = pd.to_datetime(rows["_moment"].to_numpy(), unit="ms", utc=True) + offset
+        frame["event_timestamp"] = pd.to_datetime(rows["_moment"].to_numpy(), unit="ms", utc=True)
         result: pd.DataFrame = self.store.get_historical_features(entity_df=frame, features=feature_service).to_df()
         return result
 
@@ -136,8 +127,8 @@ class OfflineFeatureSource:
 
 
 ROWS_PER_READ = 50_000
-"""Entity rows per Feast call: the file store holds a call's whole join in memory (a 625k-row
-read reached 8.75 GiB). Under a million, so each row of a moment keeps its own nanosecond."""
+"""Entity rows per Feast call: a call's answer (and its on-demand features) is built in memory,
+so a read of millions of rows goes in bounded pieces."""
 
 
 def _parts(rows: pd.DataFrame) -> list[Any]:
@@ -156,16 +147,17 @@ def _columns(frame: pd.DataFrame) -> Columns:
 
     out: Columns = {}
     for name in frame.columns:
-        values = frame[name].tolist()
-        cleaned: list[Any] = []
-        for v in values:
-            if isinstance(v, np.ndarray):
-                cleaned.append(v.tolist())
-            elif isinstance(v, float) and v != v:
-                cleaned.append(None)
-            else:
-                cleaned.append(v)
-        out[name] = cleaned
+        column = frame[name]
+        values = column.tolist()
+        if column.dtype.kind == "f":  # a float column: only its NaNs change
+            for i in np.flatnonzero(np.isnan(column.to_numpy())):
+                values[i] = None
+        elif column.dtype == object:
+            values = [
+                v.tolist() if isinstance(v, np.ndarray) else (None if isinstance(v, float) and v != v else v)
+                for v in values
+            ]
+        out[name] = values
     return out
 
 
