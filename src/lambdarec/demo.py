@@ -446,7 +446,7 @@ class DemoProgress:
         stage = self.stages[key]
         seconds = f" ({stage.seconds:.0f} s)" if stage.seconds is not None else ""
         detail = f": {stage.detail}" if stage.detail else ""
-        self.console.print(f"{self.ICONS[stage.state]} {stage.label}{seconds}{detail}", highlight=False)
+        self.console.print(f"{self.ICONS[stage.state]} {stage.label}{seconds}{detail}", highlight=False, soft_wrap=True)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         """Each stage's state, seconds and result (for the summary)."""
@@ -646,6 +646,7 @@ def _run_stages(
 
     supervisor = Supervisor(settings)
     stage = "engines"
+    interrupted = False
     progress.start(stage)
     try:
         supervisor.up(on_event=lambda name, message: progress.note("engines", f"{name}: {message}"))
@@ -811,19 +812,41 @@ def _run_stages(
             stages=progress.as_dict(),
             urls=urls,
         )
+    except KeyboardInterrupt:
+        interrupted = True
+        progress.fail(stage, "interrupted (Ctrl-C): stopping every service; a rerun picks up from here")
+        raise
     except BaseException as err:
         progress.fail(stage, f"{type(err).__name__}: {err}"[:300])
         raise
     finally:
-        if not keep_running:
-            from lambdarec.serving.commands import stop_recommender
-            from lambdarec.storefront.commands import stop_storefront
-            from lambdarec.stream.commands import stream_services
+        if interrupted or not keep_running:
+            stop_everything(settings)
 
-            stop_storefront(settings)
-            stop_recommender(settings)
-            Supervisor(settings, stream_services(settings, "-")).down()
-            supervisor.down()
+
+def stop_everything(settings: Settings) -> list[str]:
+    """Stop every service the demo starts, the users of Kafka first; a second Ctrl-C does not cut it short.
+
+    Returns:
+        The names of the services that were running.
+    """
+    import signal
+    import threading
+
+    from lambdarec.runtime.supervisor import Supervisor
+    from lambdarec.serving.commands import stop_recommender
+    from lambdarec.storefront.commands import stop_storefront
+    from lambdarec.stream.commands import stream_services
+
+    shield = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if shield else None
+    try:
+        stopped = stop_storefront(settings) + stop_recommender(settings)
+        stopped += Supervisor(settings, stream_services(settings, "-")).down()
+        return stopped + Supervisor(settings).down()
+    finally:
+        if shield:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _service_lines(settings: Settings, supervisor: Any) -> list[dict[str, Any]]:

@@ -114,3 +114,29 @@ def test_a_second_demo_on_the_same_state_folder_is_refused(tmp_path: Path) -> No
                 pass
     with demo.one_demo_at_a_time(lock):  # released after the first run ends
         pass
+
+
+def test_ctrl_c_stops_every_service_the_demo_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stopped: list[str] = []
+
+    class Interrupted:
+        """A supervisor whose engines are being started when the user presses Ctrl-C."""
+
+        def __init__(self, _settings: object, services: object = None) -> None:
+            self.kind = "engines" if services is None else "stream"
+
+        def up(self, **_kw: object) -> None:
+            raise KeyboardInterrupt
+
+        def down(self) -> list[str]:
+            stopped.append(self.kind)
+            return [self.kind]
+
+    monkeypatch.setattr("lambdarec.runtime.supervisor.Supervisor", Interrupted)
+    monkeypatch.setattr("lambdarec.stream.commands.stream_services", lambda *_a, **_k: [])
+    monkeypatch.setattr("lambdarec.storefront.commands.stop_storefront", lambda _s: stopped.append("storefront") or [])
+    monkeypatch.setattr("lambdarec.serving.commands.stop_recommender", lambda _s: stopped.append("recommender") or [])
+    settings = load_settings("local", state_dir=tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        demo.run_demo(settings, keep_running=True)
+    assert stopped == ["storefront", "recommender", "stream", "engines"]
