@@ -82,7 +82,9 @@ def test_the_dagbag_imports_cleanly_with_tags_and_retries(airflow_env: dict[str,
         dag = bag.get_dag(dag_id)
         assert dag is not None and "lambdarec" in dag.tags
         assert dag.catchup is False
-        assert all(t.retries is not None for t in dag.tasks)
+        # Retries are a decision per DAG (weekly_retrain: none, a half-trained challenger is not retried blindly).
+        assert "retries" in dag.default_args, dag_id
+        assert {t.retries for t in dag.tasks} == {dag.default_args["retries"]}
         assert dag.doc_md
 
 
