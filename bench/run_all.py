@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     # models writes the trained embeddings that retrieval then indexes at 1M items: keep this order.
     "models": ("bench_models.py", [], ["--quick"]),
     "retrieval": ("bench_retrieval.py", ["--items", "1000000"], ["--items", "100000"]),
+    "drift": ("bench_drift.py", ["--features", "100", "--rows", "1000000"], ["--features", "100", "--rows", "100000"]),
 }
 
 
