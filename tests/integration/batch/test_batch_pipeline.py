@@ -18,6 +18,7 @@ from lambdarec import names
 from lambdarec.batch.gold import build_gold_range
 from lambdarec.batch.lake import Lake, day_start_ms, parse_date, read_json
 from lambdarec.batch.silver import build_silver
+from lambdarec.events.contract import Code, Violation
 from lambdarec.features.session import (
     SESSION_KEY,
     fold_session,
@@ -36,12 +37,16 @@ def test_silver_cleans_deduplicates_and_quarantines(built: dict, shop_events: pa
         f"bronze/clicks/ingest=bad/event_date={LAST}/drifted.parquet",
     ]
     assert "unreadable" in last.quarantined_files[f"bronze/clicks/ingest=bad/event_date={LAST}/corrupt.parquet"]
+    # The event contract's reasons (lambdarec.events.contract), as every path writes them.
     assert set(last.rejected) == {
-        "not a JSON object",
-        "item_id: missing",
-        "event_type: unknown",
-        "clock skew: event_time ahead of the broker's clock",
-        "price: negative or NaN",
+        Violation(code, field).describe()
+        for code, field in [
+            (Code.NOT_JSON, None),
+            (Code.MISSING, "item_id"),
+            (Code.UNKNOWN_TYPE, "event_type"),
+            (Code.IN_FUTURE, "event_time"),
+            (Code.NEGATIVE, "price"),
+        ]
     }
     assert sum(r.duplicates for r in reports.values()) == 200
     silver = pq.read_table(batch_lake.silver)
