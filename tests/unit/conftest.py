@@ -9,8 +9,11 @@ import pytest
 
 @pytest.fixture(scope="session", autouse=True)
 def _two_threads() -> None:
-    torch = pytest.importorskip("torch")
-    torch.set_num_threads(2)
+    """Torch on two threads, for the tests that use it (importing it here would cost every unit run ~30 s)."""
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(2)
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +44,9 @@ def tiny_split(tiny_events: Any, tiny_source: Any) -> Any:
 @pytest.fixture(scope="session")
 def tiny_config() -> Any:
     """Small, fast model sizes."""
+    import torch
+
+    torch.set_num_threads(2)
     from lambdarec.models.deepfm import DeepFMConfig
     from lambdarec.models.pipeline import PipelineConfig
     from lambdarec.models.two_tower import TwoTowerConfig

@@ -196,7 +196,13 @@ class ServingApp:
                 log.error("model v%s not loaded: %s", version, err)
                 return False
             vocab = model.recommender.vocab
-            self.path.fallbacks.popular = popular_from_vocabulary(vocab.item_ids, vocab.item_popularity.tolist())
+            popular = popular_from_vocabulary(vocab.item_ids, vocab.item_popularity.tolist())
+            if popular:
+                try:
+                    self.path.warm_up(model, popular[0][0])
+                except Exception as err:  # noqa: BLE001 - a cold first request is slow, not wrong
+                    log.warning("warm-up of v%s failed: %s", version, err)
+            self.path.fallbacks.popular = popular
             self.path.model = model  # the swap: the next batch reads the new model and collection
             self.status["model"] = f"v{version} ({model.collection})"
             self.status["reload"] = f"v{version} loaded in {time.monotonic() - started:.1f}s"

@@ -26,7 +26,7 @@ import numpy as np
 
 from lambdarec import names
 from lambdarec.models.data import Examples
-from lambdarec.models.inputs import PAD, assemble_queries, id_list
+from lambdarec.models.inputs import PAD, QUERY_FIELDS, assemble_queries, id_list
 from lambdarec.models.pipeline import (
     SOURCE_NEIGHBOURS,
     SOURCE_SESSION,
@@ -201,11 +201,25 @@ class RequestPath:
             for i in range(n):
                 if i not in ranked:
                     ranked[i] = self.fallbacks.answer(sessions[i], requests[i].k + len(requests[i].exclude), neighbours)
-        with timer.stage("answer"):
-            responses = [
-                self.answer(requests[i], ranked[i], model, reasons[i], ages[i], timer.timings_ms, n) for i in range(n)
-            ]
-        return responses
+        return [self.answer(requests[i], ranked[i], model, reasons[i], ages[i], timer.timings_ms, n) for i in range(n)]
+
+    def warm_up(self, model: ServedModel, item_id: str) -> dict[str, float]:
+        """Run one made-up session through every stage of ``model`` (torch, Milvus, the store's readers).
+
+        The first pass through a freshly loaded model pays for lazy initialisation (tens of ms),
+        which would push a real request past the latency budget; a reload warms the new model up
+        before it is swapped in.
+
+        Returns:
+            The warm-up's stage timings.
+        """
+        timer = StageTimer()
+        rows: dict[str, list[Any]] = {name: [None] for name in QUERY_FIELDS}
+        rows[names.SESSION_RECENT_ITEMS] = [[item_id]]
+        if self.features is not None:
+            request = RecommendRequest(session_id="lambdarec-warm-up")
+            self.rank_two_stage(model, [request], rows, self.clock_ms(), timer)
+        return timer.timings_ms
 
     def _neighbour_reader(self) -> Callable[[list[str]], Any] | None:
         """``neighbours_v1`` rows of seed items, within the budget (for the fallbacks)."""

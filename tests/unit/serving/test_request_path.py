@@ -162,3 +162,11 @@ def test_without_a_model_the_sessions_neighbours_answer(tiny_split: Any, tiny_so
     # neighbours first, then the popular list fills up: never interleaved
     assert sources == sorted(sources, key=lambda s: ["neighbours", "trending", "popular"].index(s))
     assert response.features_age_ms is not None and response.features_age_ms >= 0
+
+
+def test_warm_up_runs_every_stage_of_a_new_model(trained: TwoStageRecommender, tiny_source: Any) -> None:
+    index = ExactIndex(trained)
+    path = path_at(10**13, None, tiny_source, index)
+    timings = path.warm_up(served(trained), trained.vocab.item_ids[1])
+    assert {"query_tower", "index_search", "neighbours", "candidate_features", "ranker"} <= set(timings)
+    assert index.calls == 1 and path.model is None  # warming up serves nothing
