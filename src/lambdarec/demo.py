@@ -541,7 +541,8 @@ def _data_docs(settings: Settings) -> str | None:
     for folder in ("quality", "gx", "data_docs"):
         root = settings.state_dir.resolve() / folder
         if root.is_dir():
-            pages = sorted(root.rglob("index.html"))
+            # The site's front page is the shallowest index.html (GX: quality/gx/uncommitted/data_docs/<site>/).
+            pages = sorted(root.rglob("index.html"), key=lambda page: (len(page.parts), str(page)))
             if pages:
                 return pages[0].as_uri()
     return None
