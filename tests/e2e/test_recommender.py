@@ -176,7 +176,11 @@ def register_again(demo_state: Path) -> str:
     created = {}
     for name in (TWO_TOWER_MODEL, DEEPFM_MODEL):
         first = client.get_model_version(name, "1")
-        created[name] = client.create_model_version(name, source=first.source, run_id=first.run_id).version
+        # MLflow 3 logs models as "models:/<model id>": the new version names the same logged model.
+        model_id = first.source.removeprefix("models:/") if first.source.startswith("models:/") else None
+        created[name] = client.create_model_version(
+            name, source=first.source, run_id=first.run_id, model_id=model_id
+        ).version
     return str(created[TWO_TOWER_MODEL])
 
 
