@@ -1,11 +1,12 @@
 """The lambdarec recommender as a BentoML service: HTTP (this file) and gRPC (started beside it).
 
 A thin adapter over :mod:`lambdarec.serving`: ``POST /recommend`` validates a
-:class:`~lambdarec.serving.contract.RecommendRequest` and hands it to the batchable
-``recommend_batch`` API through the service's own client, so BentoML's adaptive batching groups
-concurrent requests and they share one pass down the request path (one online read per feature
-service, one query-tower forward pass, one Milvus search, one ranker forward pass). The gRPC
-server (:mod:`lambdarec.serving.grpc_server`) runs in the same worker and calls the same path.
+:class:`~lambdarec.serving.contract.RecommendRequest` and hands it to the in-process
+:class:`~lambdarec.serving.batching.MicroBatcher`, so concurrent requests share one pass down the
+request path (one online read per feature service, one query-tower forward pass, one Milvus search,
+one ranker forward pass). The gRPC server (:mod:`lambdarec.serving.grpc_server`) runs in the same
+worker and submits to the same batcher. ``recommend_batch`` is BentoML-batchable for clients that
+send lists.
 
 Run it with ``lambdarec serve`` (under the supervisor, with the settings of the environment), or
 directly: ``bentoml serve bentos/recommender/service.py:Recommender``.
@@ -65,9 +66,13 @@ class Recommender:
 
     def __init__(self) -> None:
         from lambdarec.serving.app import ServingApp
+        from lambdarec.serving.batching import MicroBatcher
 
         self.app = ServingApp(SETTINGS)
         self.app.start()
+        # /recommend and gRPC share this batcher; see lambdarec.serving.batching for why it is not
+        # BentoML's dispatcher (which still batches the recommend_batch API for batching clients).
+        self.batcher = MicroBatcher(self._answer_batch, SETTINGS.serving.max_batch_size)
         self._grpc: t.Any = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -108,8 +113,12 @@ class Recommender:
         max_latency_ms=SETTINGS.serving.max_latency_ms,
     )
     def recommend_batch(self, requests: list[RecommendRequest]) -> list[RecommendResponse]:
-        """Answer many requests in one pass (BentoML groups concurrent ``/recommend`` calls here)."""
-        responses = self.app.recommend(list(requests))
+        """Answer many requests in one pass (BentoML also groups concurrent calls of this API)."""
+        return self._answer_batch(list(requests))
+
+    def _answer_batch(self, requests: list[RecommendRequest]) -> list[RecommendResponse]:
+        """One pass down the request path for a batch, with its metrics."""
+        responses = self.app.recommend(requests)
         if responses:
             for stage, ms in responses[0].timings_ms.items():
                 STAGE_SECONDS.labels(stage=stage).observe(ms / 1000)
@@ -122,10 +131,8 @@ class Recommender:
         return responses
 
     async def recommend_one(self, request: RecommendRequest) -> RecommendResponse:
-        """One request through the batching dispatcher (shared by HTTP and gRPC)."""
-        answered = await self.to_async.recommend_batch([request])  # type: ignore[attr-defined]
-        response = answered[0]
-        return response if isinstance(response, RecommendResponse) else RecommendResponse.model_validate(response)
+        """One request through the micro-batcher (shared by HTTP and gRPC)."""
+        return await self.batcher.submit(request)
 
     @bentoml.api(route="/recommend", input_spec=RecommendInput)
     async def recommend(self, **request: t.Any) -> RecommendResponse:
