@@ -60,6 +60,7 @@ BATCH_SIZE = bentoml.metrics.Histogram(
     workers=1,
     traffic={"timeout": 30, "max_concurrency": 512},
     http={"host": SETTINGS.listen_host},
+    logging={"access": {"enabled": SETTINGS.serving.access_log}},
 )
 class Recommender:
     """Retrieval (two-tower over Milvus) + ranking (DeepFM) with fallbacks, over HTTP and gRPC."""

@@ -92,6 +92,11 @@ class ServingSettings(BaseModel):
     )
     max_request_bytes: int = Field(default=16_384, ge=256, description="Larger request bodies get 413.")
     model_alias: str = Field(default="champion", description="The MLflow alias whose bundle is served.")
+    access_log: bool = Field(
+        default=False,
+        description="Log every request (BentoML's access log); off by default: /metrics counts them, and a "
+        "log line per request costs the single worker measurable time.",
+    )
     reload_interval_s: float = Field(default=10.0, gt=0, description="How often the model alias is checked.")
 
 

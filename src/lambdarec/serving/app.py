@@ -58,8 +58,12 @@ class MilvusIndex:
         self.client.close()
 
 
-def served_version(settings: Settings) -> tuple[str | None, str]:
+def served_version(settings: Settings, client: Any = None) -> tuple[str | None, str]:
     """The version the aliases agree on, or None with the reason they do not (yet).
+
+    Args:
+        settings: Where MLflow and Milvus are.
+        client: A ``MilvusClient`` to reuse (a new one costs a connection per check).
 
     Returns:
         ``(version or None, explanation)``.
@@ -72,11 +76,14 @@ def served_version(settings: Settings) -> tuple[str | None, str]:
     version = alias_version(mlflow_tracking_uri(settings), names.TWO_TOWER_MODEL, alias)
     if version is None:
         return None, f"no {names.TWO_TOWER_MODEL} version has the alias {alias!r} yet (train one: `lambdarec train`)"
-    client = connect_settings(settings)
-    try:
+    if client is not None:
         live = current_collection(client)
-    finally:
-        client.close()
+    else:
+        own = connect_settings(settings)
+        try:
+            live = current_collection(own)
+        finally:
+            own.close()
     wanted = collection_name(version)
     if live != wanted:
         return None, f"MLflow {alias!r} is v{version} but the index alias points at {live!r}, not {wanted!r}"
@@ -172,7 +179,8 @@ class ServingApp:
             return False  # a reload is already loading
         try:
             try:
-                version, why = served_version(self.settings)
+                index = self.path.index
+                version, why = served_version(self.settings, index.client if isinstance(index, MilvusIndex) else None)
             except Exception as err:  # noqa: BLE001 - MLflow or Milvus down: keep serving what is loaded
                 self.status["reload"] = f"alias check failed: {err}"
                 return False

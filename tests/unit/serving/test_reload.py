@@ -32,7 +32,7 @@ class FakeRecommender:
 def app(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> tuple[ServingApp, dict[str, Any]]:
     world: dict[str, Any] = {"aliases": (None, "no champion yet"), "loads": [], "broken": set()}
 
-    def served_version(settings: Any) -> tuple[str | None, str]:
+    def served_version(settings: Any, client: Any = None) -> tuple[str | None, str]:
         return world["aliases"]  # type: ignore[no-any-return]
 
     def load_served_model(settings: Any, version: str, store: Any) -> ServedModel:
@@ -82,7 +82,7 @@ def test_an_unreachable_registry_keeps_the_served_model(
     world["aliases"] = ("1", "ok")
     serving.reload_if_changed()
 
-    def down(settings: Any) -> tuple[str | None, str]:
+    def down(settings: Any, client: Any = None) -> tuple[str | None, str]:
         raise ConnectionError("MLflow is down")
 
     monkeypatch.setattr(serving_app, "served_version", down)
