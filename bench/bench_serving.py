@@ -13,6 +13,7 @@ service slows down, the offered rate drops with it, so the achieved rate is repo
 target, and latency is service time without coordinated-omission correction.
 
 Usage:
+    python bench/bench_serving.py                                        # runs a 20k-event demo first
     python bench/bench_serving.py --state-dir /tmp/demo-state            # after `lambdarec demo`
     python bench/bench_serving.py --state-dir S --rates 50 100 200 --duration 60 --max-search
 """
@@ -277,7 +278,13 @@ def machine() -> dict[str, Any]:
 def main() -> int:
     """Run the load, write ``bench/results/serving.json``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--state-dir", type=Path, required=True, help="state folder of a finished `lambdarec demo`")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="state folder of a finished `lambdarec demo` (default: run one, 20k events, in a temporary folder)",
+    )
+    parser.add_argument("--demo-events", type=int, default=20_000, help="events of the demo run when no state is given")
     parser.add_argument("--rates", type=int, nargs="+", default=[50, 100, 200])
     parser.add_argument("--duration", type=int, default=60, help="seconds each rate is held")
     parser.add_argument("--connections", type=int, default=16)
@@ -288,13 +295,40 @@ def main() -> int:
     parser.add_argument("--no-grpc", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
     args = parser.parse_args()
-
-    from lambdarec.serving.commands import recommender_urls, start_recommender
-    from lambdarec.settings import load_settings
-
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
+    own_demo = args.state_dir is None
+    if own_demo:
+        args.state_dir = Path(tempfile.mkdtemp(prefix="bench-serving-demo-"))
+        print(f"running the demo ({args.demo_events:,} events) in {args.state_dir} first...", flush=True)
+        subprocess.run(
+            [str(Path(sys.executable).with_name("lambdarec")), "--state-dir", str(args.state_dir), "demo"]
+            + ["--events", str(args.demo_events), "--train-budget", "30"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    try:
+        return measure(args)
+    finally:
+        if own_demo:
+            subprocess.run(
+                [
+                    str(Path(sys.executable).with_name("lambdarec")),
+                    "--state-dir",
+                    str(args.state_dir),
+                    "services",
+                    "down",
+                ],
+                check=False,
+            )
+
+
+def measure(args: argparse.Namespace) -> int:
+    """The load runs on the stack of ``args.state_dir``; writes the result file."""
+    from lambdarec.serving.commands import recommender_urls, start_recommender
+    from lambdarec.settings import load_settings
+
     settings = load_settings(state_dir=args.state_dir)
     urls = recommender_urls(settings) or start_recommender(settings)
     wait_ready(urls["http"])
@@ -329,7 +363,13 @@ def main() -> int:
                 break
             best = run
         result["highest_rate_meeting_goal"] = best["achieved_rps"] if best else None
-    if not args.no_grpc:
+    ghz = shutil.which("ghz") or (ROOT / ".cache" / "tools" / "bin" / "ghz")
+    if not args.no_grpc and not Path(ghz).exists():
+        print(
+            "ghz not found: GOBIN=$PWD/.cache/tools/bin go install github.com/bojand/ghz/cmd/ghz@latest; gRPC skipped"
+        )
+        result["grpc_skipped"] = "ghz not installed"
+    elif not args.no_grpc:
         for rate in args.rates:
             run = run_grpc(urls["http"], urls["grpc"], bodies, rate, args.duration)
             print(json.dumps(run), flush=True)

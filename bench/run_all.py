@@ -24,6 +24,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     # models writes the trained embeddings that retrieval then indexes at 1M items: keep this order.
     "models": ("bench_models.py", [], ["--quick"]),
     "retrieval": ("bench_retrieval.py", ["--items", "1000000"], ["--items", "100000"]),
+    # its own 20k-event demo (engines, speed layer, batch layer, training, recommender), then the load
+    "serving": ("bench_serving.py", ["--max-search"], ["--rates", "50", "100", "--duration", "20"]),
     "drift": ("bench_drift.py", ["--features", "100", "--rows", "1000000"], ["--features", "100", "--rows", "100000"]),
 }
 
