@@ -49,12 +49,24 @@ def recommend(urls: dict[str, Any], body: Any, **kw: Any) -> httpx.Response:
     return httpx.post(f"{urls['http']}/recommend", json=body, timeout=30, **kw)
 
 
+def answer_from(urls: dict[str, Any], body: Any, fallback: str | None, tries: int = 5) -> dict[str, Any]:
+    """The first answer with the expected ``fallback``: a stage slower than the 50 ms budget on a busy CI
+    machine answers from the fallbacks instead (by design), so a few tries are allowed, not an error."""
+    answers = []
+    for _ in range(tries):
+        response = recommend(urls, body)
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
+        if answers[-1]["fallback"] == fallback:
+            return answers[-1]
+        time.sleep(0.5)
+    raise AssertionError(f"no answer with fallback={fallback!r} in {tries} tries: {answers}")
+
+
 def test_http_recommends_for_a_live_session_with_the_champion(recommender: dict[str, Any], demo_state: Path) -> None:
     session = live_sessions(demo_state)[0]
-    response = recommend(recommender, {"session_id": session, "k": 7})
-    assert response.status_code == 200, response.text
-    answer = response.json()
-    assert answer["fallback"] is None and answer["model_version"] == "1"
+    answer = answer_from(recommender, {"session_id": session, "k": 7}, None)
+    assert answer["model_version"] == "1"
     assert answer["feature_services"] == {
         "query": "retrieval_v2",
         "candidates": "ranking_v2",
@@ -68,7 +80,7 @@ def test_http_recommends_for_a_live_session_with_the_champion(recommender: dict[
     assert STAGES <= set(answer["timings_ms"]), answer["timings_ms"]
     assert answer["features_age_ms"] is not None and answer["features_age_ms"] >= 0
     excluded = [items[0]["item_id"], items[1]["item_id"]]
-    again = recommend(recommender, {"session_id": session, "k": 7, "exclude": excluded}).json()
+    again = answer_from(recommender, {"session_id": session, "k": 7, "exclude": excluded}, None)
     assert not {i["item_id"] for i in again["items"]} & set(excluded)
 
 
@@ -113,9 +125,12 @@ def test_grpc_answers_like_http_with_reflection(recommender: dict[str, Any], dem
     session = live_sessions(demo_state)[1]
     with grpc.insecure_channel(recommender["grpc"]) as channel:
         stub = rpc.RecommenderStub(channel)
-        answer = stub.Recommend(pb.RecommendRequest(session_id=session, k=5), timeout=30)
+        for _ in range(5):  # as answer_from: a busy machine may push a stage past its budget
+            answer = stub.Recommend(pb.RecommendRequest(session_id=session, k=5), timeout=30)
+            if not answer.HasField("fallback"):
+                break
         assert not answer.HasField("fallback") and answer.model_version == "1" and len(answer.items) == 5
-        over_http = recommend(recommender, {"session_id": session, "k": 5}).json()
+        over_http = answer_from(recommender, {"session_id": session, "k": 5}, None)
         # Same model, same features (the session is finished): the same items in the same order.
         assert [i.item_id for i in answer.items] == [i["item_id"] for i in over_http["items"]]
         with pytest.raises(grpc.RpcError) as bad:
@@ -227,11 +242,9 @@ def test_milvus_down_still_answers_from_neighbours_and_the_session(
     run_cli(demo_state, "services", "down", "milvus")
     try:
         started = time.monotonic()
-        response = recommend(recommender, {"session_id": session, "k": 5})
-        assert time.monotonic() - started < 10
-        assert response.status_code == 200
-        answer = response.json()
-        assert answer["fallback"] == "index_unavailable" and answer["items"]
+        answer = answer_from(recommender, {"session_id": session, "k": 5}, "index_unavailable")
+        assert time.monotonic() - started < 20
+        assert answer["items"]
         assert all("two_tower" not in i["sources"] for i in answer["items"])
     finally:
         run_cli(demo_state, "services", "up", "milvus", timeout=300)
