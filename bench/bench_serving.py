@@ -195,14 +195,21 @@ def run_grpc(http: str, grpc_address: str, bodies: list[dict[str, Any]], rate: i
     work = Path(tempfile.mkdtemp(prefix="bench-grpc-"))
     data = work / "data.json"
     data.write_text(json.dumps(bodies))
+    # ghz parses .proto files without proto3 `optional`: hand it the compiled descriptors instead.
+    protoset = work / "recommender.protoset"
+    subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", "-I", str(ROOT / "src"), "--include_imports"]
+        + [f"--descriptor_set_out={protoset}", "lambdarec/serving/proto/recommender.proto"],
+        check=True,
+    )
     before = scrape(http)
     load_before = os.getloadavg()[0]
     result = subprocess.run(
         [
             ghz,
             "--insecure",
-            "--proto",
-            str(ROOT / "src" / "lambdarec" / "serving" / "proto" / "recommender.proto"),
+            "--protoset",
+            str(protoset),
             "--call",
             "lambdarec.v1.Recommender/Recommend",
             "--rps",
@@ -293,6 +300,7 @@ def main() -> int:
     parser.add_argument("--p99-goal-ms", type=float, default=30.0)
     parser.add_argument("--no-batching-compare", action="store_true")
     parser.add_argument("--no-grpc", action="store_true")
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP runs with batching on")
     parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -348,7 +356,7 @@ def measure(args: argparse.Namespace) -> int:
         "runs": [],
     }
     httpx.post(f"{urls['http']}/recommend", json=bodies[0], timeout=30)  # warm up the first batch
-    for rate in args.rates:
+    for rate in [] if args.no_http else args.rates:
         run = run_http(urls["http"], bodies_path, rate, args.duration, args.connections)
         print(json.dumps(run), flush=True)
         result["runs"].append({**run, "batching": True})
