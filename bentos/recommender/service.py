@@ -110,7 +110,7 @@ class Recommender:
     @bentoml.api(
         batchable=True,
         batch_dim=0,
-        max_batch_size=SETTINGS.serving.max_batch_size,
+        max_batch_size=max(2, SETTINGS.serving.max_batch_size),  # BentoML refuses 1; 1 turns our batcher off
         max_latency_ms=SETTINGS.serving.max_latency_ms,
     )
     def recommend_batch(self, requests: list[RecommendRequest]) -> list[RecommendResponse]:
