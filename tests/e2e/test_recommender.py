@@ -169,6 +169,7 @@ def test_fuzzing_the_openapi_finds_no_server_error(recommender: dict[str, Any], 
         text=True,
         timeout=400,
         check=False,
+        cwd=tmp_path,  # schemathesis keeps its example database in the working directory
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     calls = re.search(r"(\d+) (?:test cases|generated)", result.stdout)
