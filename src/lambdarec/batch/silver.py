@@ -61,15 +61,7 @@ DEFAULT_MAX_SKEW_MS = 86_400_000
 """Events more than a day ahead of the broker's clock are quarantined (clock skew)."""
 
 SILVER_COLUMNS = (
-    "event_id",
-    "event_time",
-    "session_id",
-    "user_id",
-    "item_id",
-    "event_type",
-    "price",
-    "category",
-    "brand",
+    *FIELDS,  # the event contract's fields, in its order
     "kafka_partition",
     "kafka_offset",
     "is_late",
