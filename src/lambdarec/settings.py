@@ -200,10 +200,12 @@ def load_settings(env: str | None = None, **overrides: Any) -> Settings:
     """
     name = env or os.environ.get("LAMBDAREC_ENV", "local")
     file_values = _read_environment_file(name, find_project_root())
-    # Environment variables must win over the file, so the file feeds the defaults.
-    merged = {**file_values, "env": name, **overrides}
+    # Precedence, lowest first: the environment's file, then LAMBDAREC_* variables, then the
+    # caller's explicit arguments (a test passing its own state_dir must get it even when
+    # LAMBDAREC_STATE_DIR is set in the shell).
     env_values = Settings().model_dump(exclude_unset=True) if _has_env_overrides() else {}
-    return Settings(**_deep_merge(merged, env_values))
+    merged = _deep_merge({**file_values, "env": name}, env_values)
+    return Settings(**_deep_merge(merged, {**overrides, "env": name}))
 
 
 def _has_env_overrides() -> bool:

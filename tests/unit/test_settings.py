@@ -30,6 +30,17 @@ def test_explicit_overrides_win(tmp_path: Path) -> None:
     assert load_settings("local", state_dir=tmp_path).state_dir == tmp_path
 
 
+def test_explicit_overrides_win_over_environment_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAMBDAREC_STATE_DIR", str(tmp_path / "from-env"))
+    monkeypatch.setenv("LAMBDAREC_KAFKA__PARTITIONS", "9")
+    settings = load_settings("local", state_dir=tmp_path / "explicit", kafka={"partitions": 3})
+    assert settings.state_dir == tmp_path / "explicit"
+    assert settings.kafka.partitions == 3
+    # Variables the caller did not override still apply.
+    monkeypatch.setenv("LAMBDAREC_SERVING__PORT", "4321")
+    assert load_settings("local", state_dir=tmp_path).serving.port == 4321
+
+
 def test_default_secret_is_refused_outside_local(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LAMBDAREC_SECRET_KEY", raising=False)
     with pytest.raises(ValidationError, match="secret_key must be set"):
