@@ -16,11 +16,21 @@ Usage:
     python bench/bench_serving.py                                        # runs a 20k-event demo first
     python bench/bench_serving.py --state-dir /tmp/demo-state            # after `lambdarec demo`
     python bench/bench_serving.py --state-dir S --rates 50 100 200 --duration 60 --max-search
+    python bench/bench_serving.py --state-dir S --index-items 1000000     # 1M items behind the alias
+
+``--index-items N`` serves the same trained models over an index of N items: the champion's
+catalogue vectors (trained) plus synthetic items embedded by the trained item tower from content
+alone (category, brand and price bucket drawn independently from the catalogue's, item id unknown:
+the path every cold item takes). The weights are re-registered as a new version whose collection
+holds the N vectors, and the aliases move to it as `index swap` moves them; the recommender
+follows within its reload interval. Synthetic items have no online features, so the ranker reads
+them as cold items; what grows with N is the Milvus search and the candidate set's mix.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -301,6 +311,12 @@ def main() -> int:
     parser.add_argument("--no-batching-compare", action="store_true")
     parser.add_argument("--no-grpc", action="store_true")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP runs with batching on")
+    parser.add_argument(
+        "--index-items",
+        type=int,
+        default=0,
+        help="serve over an index of this many items (trained catalogue + synthetic cold items); 0: the catalogue",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -332,6 +348,89 @@ def main() -> int:
             )
 
 
+def index_many_items(settings: Any, http: str, n_items: int, seed: int = 7) -> dict[str, Any]:
+    """Serve the champion's weights over ``n_items`` indexed items (see the module docstring).
+
+    Returns:
+        What was indexed: trained and synthetic vector counts, distinct content combinations,
+        the new version, build and reload seconds.
+    """
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+
+    from lambdarec.index.milvus import build_collection, connect_settings, swap_alias
+    from lambdarec.models.bundle import load_bundle
+    from lambdarec.names import CHAMPION_ALIAS, DEEPFM_MODEL, TWO_TOWER_MODEL
+    from lambdarec.tracking.mlflow_log import alias_version, download_bundle, promote
+    from lambdarec.vectors import mlflow_tracking_uri
+
+    uri = mlflow_tracking_uri(settings)
+    champion = alias_version(uri, TWO_TOWER_MODEL, CHAMPION_ALIAS)
+    if champion is None:
+        raise SystemExit("no champion two-tower version: run `lambdarec demo` first")
+    with tempfile.TemporaryDirectory() as tmp:
+        recommender = load_bundle(download_bundle(uri, champion, Path(tmp)))
+    ids = [str(i) for i in recommender.index_ids]
+    vectors = np.asarray(recommender.index_vectors, np.float32)
+    extra = max(0, n_items - len(ids))
+    vocab, rng = recommender.vocab, np.random.default_rng(seed)
+    content = {
+        "item": np.zeros(extra, np.int64),  # unknown id: the content-only path of cold items
+        "category": rng.choice(np.unique(vocab.item_category[1:]), extra),
+        "brand": rng.choice(np.unique(vocab.item_brand[1:]), extra),
+        "price": rng.choice(np.unique(vocab.item_price_bucket[1:]), extra),
+    }
+    distinct = len({tuple(r) for r in np.stack([content["category"], content["brand"], content["price"]], 1)})
+    started = time.monotonic()
+    synthetic = recommender.retrieval.embed_item_inputs(content)
+    embed_s = time.monotonic() - started
+    # A new version of both models from the champion's run: same weights, its own collection.
+    client = MlflowClient(tracking_uri=uri)
+    created = {}
+    for name in (TWO_TOWER_MODEL, DEEPFM_MODEL):
+        first = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+        source = str(first.source)
+        # MLflow 3 logs models as "models:/<model id>": the new version names the same logged model.
+        model_id = source.removeprefix("models:/") if source.startswith("models:/") else None
+        created[name] = client.create_model_version(name, source=source, run_id=first.run_id, model_id=model_id).version
+    version = str(created[TWO_TOWER_MODEL])
+    milvus = connect_settings(settings)
+    try:
+        built = build_collection(
+            milvus,
+            ids + [f"synthetic-{k}" for k in range(extra)],
+            np.vstack([vectors, synthetic]),
+            version,
+        )
+        swap_alias(milvus, version)
+        promote(uri, version)
+    finally:
+        milvus.close()
+    started = time.monotonic()
+    deadline = started + 600
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            model = httpx.post(f"{http}/status", json={}, timeout=10).json().get("model", "")
+            if str(model).startswith(f"v{version} ("):
+                break
+        time.sleep(2)
+    else:
+        raise SystemExit(f"the recommender did not pick up v{version} within 600 s")
+    return {
+        "items_indexed": built.rows,
+        "trained_vectors": len(ids) - int(not ids[0]),
+        "synthetic_vectors": extra,
+        "synthetic_distinct_content": distinct,
+        "how": "synthetic items: trained item tower, content only (category, brand, price bucket drawn "
+        "independently from the catalogue's), unknown item id",
+        "version": version,
+        "index_type": built.index_type,
+        "embed_s": round(embed_s, 1),
+        "build_s": round(built.seconds, 1),
+        "reload_s": round(time.monotonic() - started, 1),
+    }
+
+
 def measure(args: argparse.Namespace) -> int:
     """The load runs on the stack of ``args.state_dir``; writes the result file."""
     from lambdarec.serving.commands import recommender_urls, start_recommender
@@ -340,6 +439,9 @@ def measure(args: argparse.Namespace) -> int:
     settings = load_settings(state_dir=args.state_dir)
     urls = recommender_urls(settings) or start_recommender(settings)
     wait_ready(urls["http"])
+    indexed = index_many_items(settings, urls["http"], args.index_items) if args.index_items else None
+    if indexed:
+        print(f"indexed: {json.dumps(indexed)}", flush=True)
     status = httpx.post(f"{urls['http']}/status", json={}, timeout=10).json()
     bodies = sessions_of(args.state_dir, args.sessions)
     bodies_path = args.state_dir / "bench-serving-bodies.jsonl"
@@ -351,6 +453,7 @@ def measure(args: argparse.Namespace) -> int:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": machine(),
         "served": status,
+        "index": indexed or {"items_indexed": "the demo catalogue (trained vectors only)"},
         "sessions": len(bodies),
         "goal": {"p99_ms": args.p99_goal_ms, "rps": 200, "errors": 0},
         "runs": [],
