@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from bench_common import tree_cpu_s
+from bench_common import LoadSampler, tree_cpu_s
 
 
 class PeakMemory:
@@ -116,6 +116,7 @@ def run_size(n_events: int, workdir: Path, shuffle_partitions: int, driver_memor
             for stage in ("bronze", "silver", "gold"):
                 memory.reset()
                 cpu_before = memory.cpu_s()
+                load = LoadSampler().start()
                 started = time.perf_counter()
                 if stage == "bronze":
                     detail: Any = {"records": bronze_from_parquet(spark, events_path, lake.bronze)}
@@ -130,11 +131,13 @@ def run_size(n_events: int, workdir: Path, shuffle_partitions: int, driver_memor
                     last = sorted(p.name.split("=")[1] for p in lake.silver.glob("event_date=*"))[-1]
                     detail = build_gold(spark, lake, last).to_dict()
                 seconds = time.perf_counter() - started
+                load.stop()
                 cpu_s = memory.cpu_s() - cpu_before
                 result["stages"][stage] = {
                     "seconds": round(seconds, 1),
                     "cpu_s": round(cpu_s, 1),
                     "load_avg_1m": round(psutil.getloadavg()[0], 1),
+                    **load.summary(),
                     "peak_rss_mib": round(memory.peak_mib),
                     "detail": detail,
                 }

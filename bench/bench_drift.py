@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_common import LoadSampler
 
 from lambdarec.quality.drift import compare_profile, profile
 
@@ -46,12 +47,14 @@ def main() -> None:
     args = parser.parse_args()
     reference = frame(args.features, args.rows, 1, 0.0)
     current = frame(args.features, args.rows, 2, 0.05)
+    load = LoadSampler().start()
     started, cpu_started = time.perf_counter(), time.process_time()
     prof = profile(reference)
     profiled = time.perf_counter()
     report = compare_profile(prof, current)
     compared, cpu_done = time.perf_counter(), time.process_time()
-    load = os.getloadavg()[0]
+    load.stop()
+    load_at_end = os.getloadavg()[0]
     result = {
         "benchmark": "drift",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -63,7 +66,8 @@ def main() -> None:
         "total_s": round(compared - started, 3),
         # On a shared machine wall time mostly measures the others; CPU time is the work itself.
         "total_cpu_s": round(cpu_done - cpu_started, 3),
-        "load_average_1m": round(load, 2),
+        "load_average_1m": round(load_at_end, 2),
+        **load.summary(),
         "goal_s": 10.0,
         "level": str(report.level),
         "max_psi": round(max(f.psi for f in report.features), 4),

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from bench_common import LoadSampler
 
 SNAPSHOT = datetime(2024, 1, 31, tzinfo=UTC)
 
@@ -268,6 +269,7 @@ def pusher_throughput(state: Path, n_rows: int, n_sessions: int, batch: int) -> 
     records = session_records(n_rows, n_sessions, topic)
     records.append(_Record(topic, b"gone", None))  # a tombstone: counted, skipped
     result: dict[str, Any] = {"records": n_rows, "sessions": n_sessions, "batch": batch}
+    load = LoadSampler().start()
 
     store = fresh_store("pusher")
     pusher = FeaturePusher("-", store, state / "metrics.json", topics={"session": topic}, max_batch=batch,
@@ -308,6 +310,7 @@ def pusher_throughput(state: Path, n_rows: int, n_sessions: int, batch: int) -> 
         "rows_written_per_cpu_s": round(baseline_written / cpu),
     }
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    result.update(load.stop().summary())
     return result
 
 
@@ -326,11 +329,13 @@ def run_backend(env: str, state: Path, args: argparse.Namespace) -> dict[str, An
     if env != "local":
         overrides["secret_key"] = "bench-only"
     settings = load_settings(env, **overrides)
+    load = LoadSampler().start()
     apply(settings)
     report = materialize(settings, SNAPSHOT - timedelta(days=31), SNAPSHOT + timedelta(seconds=1))
     latency = read_latency(open_store(settings), args.users, args.items, args.reads, args.warmup)
     result = {"materialize": report.to_dict(), "ranking_v1_1_user_100_items": latency}
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    result.update(load.stop().summary())
     print(env, json.dumps(result), flush=True)
     return result
 

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench_common import LoadSampler
+
 from lambdarec.data import generate_events
 
 
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     rss_before = _peak_rss_mib()
     with tempfile.TemporaryDirectory(prefix="lambdarec-bench-") as tmp:
+        load = LoadSampler().start()
         started = time.perf_counter()
         report = generate_events(
             args.events,
@@ -65,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             progress=not args.no_progress,
         )
         seconds = time.perf_counter() - started
+        load.stop()
         file_mib = Path(report.out_path or "").stat().st_size / (1024 * 1024)
     result = {
         "benchmark": "generator",
@@ -82,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "peak_rss_mib": round(_peak_rss_mib(), 1),
         "peak_rss_before_run_mib": round(rss_before, 1),
         "parquet_mib": round(file_mib, 1),
+        **load.summary(),
         "report": {k: v for k, v in report.to_dict().items() if k != "out_path"},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
+from bench_common import LoadSampler
+
 from lambdarec.events.admin import ensure_topics
 from lambdarec.events.consumer import EventConsumer
 from lambdarec.events.producer import EventPublisher
@@ -68,6 +70,7 @@ def main() -> None:
             topic = f"bench-{uuid.uuid4().hex[:6]}"
             ensure_topics(bootstrap, {topic: args.partitions, f"{topic}.dlq": 1})
             results: dict[str, object] = {}
+            load = LoadSampler().start()  # over the three timed phases
 
             publisher = EventPublisher(bootstrap, topic=topic, dlq_topic=f"{topic}.dlq")
             started = time.perf_counter()
@@ -116,6 +119,7 @@ def main() -> None:
                 "mb_per_s": round(count * wire_bytes / seconds / 2**20, 1),
             }
             print("consume (decode + validate):", results["consume_validated"])
+            results.update(load.stop().summary())
             results["broker_rss_mb"] = round(supervisor.status()[0].rss_mb or 0)
         finally:
             supervisor.down()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_common import LoadSampler
 
 HERE = Path(__file__).resolve().parent
 EMBEDDINGS = HERE.parent / ".cache" / "bench" / "synthetic_embeddings.npz"
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             assert endpoint is not None
             client = connect(endpoint)
             for index_type in args.index_types:
+                load = LoadSampler().start()
                 print(f"=== {index_type}: building over {len(vectors):,} x {vectors.shape[1]}", flush=True)
                 built = build_collection(client, ids, padded, f"bench_{index_type.lower()}", index_type=index_type)
                 runs = []
@@ -120,7 +122,13 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     print(f"  {params}: {run}", flush=True)
                     runs.append(run)
-                results[index_type] = {"build_s": built.seconds, "rows": built.rows, "runs": runs}
+                load.stop()
+                results[index_type] = {
+                    "build_s": built.seconds,
+                    "rows": built.rows,
+                    "runs": runs,
+                    **load.summary(),
+                }
                 client.drop_collection(built.collection)
             client.close()
         finally:

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_common import LoadSampler
+
 from lambdarec.runtime.supervisor import Supervisor, default_services
 from lambdarec.settings import load_settings
 
@@ -83,6 +85,7 @@ def main() -> None:
         supervisor = Supervisor(settings, default_services(settings))
         names = args.services or list(supervisor.services)
         results: dict[str, Any] = {}
+        load = LoadSampler().start()
         try:
             print("cold start:", flush=True)
             results["cold_start"] = timed_up(supervisor, names)
@@ -99,6 +102,7 @@ def main() -> None:
             print("  idle rss:", results["warm_idle_rss"], flush=True)
         finally:
             supervisor.down(names)
+            results.update(load.stop().summary())
 
     payload = {
         "benchmark": "services_startup",

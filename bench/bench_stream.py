@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from bench_common import tree_cpu_s
+from bench_common import LoadSampler, tree_cpu_s
 from feast import FeatureStore
 
 from lambdarec import names
@@ -210,6 +210,7 @@ def main() -> None:
             )
             watcher.start()
             up_started = time.monotonic()
+            load = LoadSampler().start()
             stream.up([job.name])
             running_at = time.monotonic()
             job_pid = stream.status([job.name])[0].pid
@@ -221,6 +222,7 @@ def main() -> None:
             load = os.getloadavg()[0]
             wait_until(lambda: pusher_caught_up(bootstrap, group, topics["session"]), 1800, "the pusher")
             online_s = time.monotonic() - running_at
+            load.stop()
             sample = random.Random(7).sample(sorted(expected), k=min(200, len(expected)))
             store = FeatureStore(repo_path=str(repo))
             online = online_session_features(store, sample)
@@ -241,6 +243,7 @@ def main() -> None:
                 "online_writes": metrics.get("pushes"),
                 "sample_checked_in_online_store": len(sample),
                 "sample_wrong": len(wrong),
+                **load.summary(),
             }
             print("throughput:", results["throughput"], flush=True)
             if wrong:
@@ -251,10 +254,12 @@ def main() -> None:
             stream.down([pusher.name])
             stream.up([pusher.name])
             stop = threading.Event()
+            load = LoadSampler().start()
             sent = steady(producer, topics["clicks"], args.rate, args.seconds, "live", stop)
             time.sleep(3)
             wait_until(lambda: pusher_caught_up(bootstrap, group, topics["session"]), 600, "the pusher (live)")
             metrics = read_metrics(pusher.metrics_path) or {}
+            load.stop()
             results["freshness"] = {
                 "rate_events_per_s": args.rate,
                 "events": sent,
@@ -263,6 +268,7 @@ def main() -> None:
                 "p99_ms": metrics["lag_p99_ms"],
                 "max_ms": metrics["lag_max_ms"],
                 "lag_means": "online write visible − event time of the newest event in the row",
+                **load.summary(),
             }
             print("freshness:", results["freshness"], flush=True)
 
