@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LAMBDAREC := $(VENV)/bin/lambdarec
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-unit bench bento lint format clean
+.PHONY: help setup demo test test-unit bench bench-report bento lint format clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -28,8 +28,11 @@ test: setup  ## Lint, then every test (unit, integration, e2e) on the real engin
 test-unit: setup  ## Fast tests, no engines
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
-bench: setup  ## Benchmarks; JSON results under bench/results/
+bench: setup  ## Every benchmark (hours), then the report: bench/results/REPORT.md, report.json, plots/
 	$(PY) bench/run_all.py
+
+bench-report: setup  ## Rewrite bench/results/REPORT.md (+ report.json, plots/) from the results there, measuring nothing
+	$(PY) bench/report.py
 
 bento: setup  ## Package the recommender as a bento (bentoml build; the lambdarec wheel rides along)
 	.cache/tools/bin/uv build --wheel -q -o bentos/recommender/wheels

@@ -1,0 +1,1399 @@
+"""Write the benchmark report from whatever results the benchmarks left in bench/results/.
+
+Reads every ``bench/results/*.json`` (each benchmark writes its own, in its own format) and writes
+``REPORT.md``, ``report.json`` and PNG plots under ``plots/`` beside them: the machine, each figure
+beside its goal (met / not met), what the figure means and the command that reproduces it, the
+1-minute load average while it ran ("not recorded" where the JSON has none), and how cost grows
+with scale where results exist at several sizes. It measures nothing: a figure that no JSON holds
+is reported as missing, with the command that would produce it.
+
+Goals come from the JSONs (``goal`` / ``goals`` / ``goal_s``) where a benchmark records one, else
+from the issues that set them (``ISSUE_GOALS``).
+
+Usage (from the repository root; ``make bench-report``)::
+
+    .venv/bin/python bench/report.py [--results bench/results] [--out bench/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+PY = ".venv/bin/python"
+
+MET, NOT_MET, MISSING, NO_GOAL, NOT_COMPARABLE = "met", "not met", "missing", "no goal", "not comparable"
+NOT_RECORDED = "not recorded"
+GENERATED = {"report.json"}  # what this script writes into the results folder: never read back as a result
+
+# Goals no JSON records, as the issues set them (issue 16's table, issues 9 and 10). Each is
+# (operator, threshold, unit, where it comes from); a goal a JSON records wins over these.
+ISSUE_GOALS: dict[str, tuple[str, float, str, str]] = {
+    "stream_sustained_events_per_s": (">=", 20_000, "events/s", "issue 16"),
+    "stream_freshness_p99_ms": ("<=", 1_000, "ms", "issue 16"),
+    "batch_stage_s": ("<=", 300, "s", "issue 16"),
+    "batch_daily_incremental_s": ("<=", 60, "s", "issue 16"),
+    "retrieval_p99_ms": ("<=", 5, "ms", "issue 16"),
+    "retrieval_recall_at_100": (">=", 0.95, "", "issue 16"),
+    "online_features_p99_ms": ("<=", 5, "ms", "issue 16"),
+    "stack_rss_gb": ("<=", 8, "GB", "issue 16"),
+    "serving_p99_ms": ("<=", 30, "ms", "issue 10"),
+    "serving_rps": (">=", 200, "req/s", "issue 10"),
+    "train_both_s_at_1M_events": ("<=", 600, "s", "issue 9"),
+}
+
+# The plots this script owns under plots/ (stale ones are removed when their data is gone).
+PLOTS = ("batch_scale.png", "retrieval_scale.png", "models_scale.png", "serving_scale.png")
+
+
+# -- the model of a report ------------------------------------------------------------------------
+@dataclass
+class Figure:
+    """One measured (or missing) figure, beside its goal."""
+
+    area: str
+    name: str
+    value: float | None
+    unit: str
+    status: str
+    source: str
+    shown: str = ""  # the value as the report prints it (with its setting), when not just value + unit
+    goal: str | None = None
+    goal_source: str | None = None
+    meaning: str = ""
+    command: str = ""
+    measured_at: str = NOT_RECORDED
+    load_1m: str = NOT_RECORDED
+    note: str = ""
+
+    def display(self) -> str:
+        """The figure as a table cell."""
+        if self.shown:
+            return self.shown
+        return "–" if self.value is None else f"{fmt(self.value)} {self.unit}".strip()
+
+
+@dataclass
+class Section:
+    """The figures of one area, with what they mean and where they come from."""
+
+    area: str
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Scale:
+    """How one cost grows with size: a table (header + rows) and, when drawn, a plot."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+    plot: str | None = None
+    series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    x_label: str = ""
+    y_label: str = ""
+    goal_line: float | None = None
+    log_x: bool = True
+
+
+# -- small helpers --------------------------------------------------------------------------------
+def fmt(value: Any, digits: int | None = None) -> str:
+    """A number as the report prints it: thousands separated, decimals by magnitude."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if digits is not None:
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{int(value):,}"
+    magnitude = abs(value)
+    return f"{value:,.0f}" if magnitude >= 100 else f"{value:,.1f}" if magnitude >= 10 else f"{value:,.2f}"
+
+
+def judge(value: float | None, op: str, threshold: float) -> str:
+    """met / not met of ``value op threshold``; missing when there is no value."""
+    if value is None:
+        return MISSING
+    return MET if (value <= threshold if op == "<=" else value >= threshold) else NOT_MET
+
+
+def goal_text(op: str, threshold: float, unit: str) -> str:
+    """``≤ 300 s`` and the like."""
+    return f"{'≤' if op == '<=' else '≥'} {fmt(threshold)} {unit}".strip()
+
+
+def parse_goals(text: str) -> list[tuple[str, float]]:
+    """The (operator, threshold) pairs of a goal a JSON states in words, in order.
+
+    ``"p99 <= 5 ms at recall@100 >= 0.95"`` → ``[("<=", 5.0), (">=", 0.95)]``.
+    """
+    found = re.findall(r"(<=|>=|≤|≥)\s*([0-9][0-9,]*\.?[0-9]*)", text)
+    return [("<=" if op in ("<=", "≤") else ">=", float(num.replace(",", ""))) for op, num in found]
+
+
+def goal_from(text: Any, index: int, fallback: str) -> tuple[str, float, str]:
+    """The ``index``-th goal of a JSON's goal text, else the issue's; with where it came from."""
+    parsed = parse_goals(text) if isinstance(text, str) else []
+    if len(parsed) > index:
+        return parsed[index][0], parsed[index][1], "the JSON"
+    op, threshold, _, source = ISSUE_GOALS[fallback]
+    return op, threshold, source
+
+
+def load_text(block: Any) -> str | None:
+    """The 1-minute load average a JSON block records, in words; None when it records none.
+
+    Benchmarks record it in several ways: mean/max sampled while it ran (bench_common.LoadSampler,
+    bench_models), one reading at the end, before/after a run, or the (1, 5, 15)-minute triple.
+    """
+    if not isinstance(block, dict):
+        return None
+    if "load_1m_mean" in block:
+        return f"mean {fmt(block['load_1m_mean'], 1)}, max {fmt(block.get('load_1m_max'), 1)} (sampled while it ran)"
+    for key in ("load_avg_1m", "load_average_1m", "load_average_1m_at_end"):
+        value = block.get(key)
+        if isinstance(value, dict) and "before" in value:
+            return f"{fmt(value['before'], 1)} before, {fmt(value.get('after'), 1)} after"
+        if isinstance(value, int | float):
+            return f"{fmt(value, 1)} at the end"
+    for key, when in (("load_average", "at the end"), ("load_avg_at_start", "at the start")):
+        value = block.get(key)
+        if isinstance(value, list) and value:
+            return f"{fmt(value[0], 1)} {when}"
+    return None
+
+
+def load_of_runs(runs: Iterable[dict[str, Any]]) -> str:
+    """The range of the 1-minute load over runs that each record it before and after."""
+    values = [
+        v
+        for run in runs
+        for v in (run.get("load_avg_1m") or {}).values()
+        if isinstance(run.get("load_avg_1m"), dict) and isinstance(v, int | float)
+    ]
+    if not values:
+        return NOT_RECORDED
+    return f"{fmt(min(values), 1)}–{fmt(max(values), 1)} (read before and after each run)"
+
+
+def first_load(*blocks: Any) -> str:
+    """The first recorded load of ``blocks``, else "not recorded"."""
+    for block in blocks:
+        text = load_text(block)
+        if text:
+            return text
+    return NOT_RECORDED
+
+
+def measured_at(doc: dict[str, Any], path: Path | None = None) -> str:
+    """When a result was measured: its own timestamp, else where the file's date comes from."""
+    for key in ("measured_at", "when"):
+        if isinstance(doc.get(key), str):
+            return str(doc[key])
+    if path is None:
+        return NOT_RECORDED
+    return f"{NOT_RECORDED} in the JSON ({file_date(path)})"
+
+
+def file_date(path: Path) -> str:
+    """The date of the last commit of an unmodified tracked file, else its modification time."""
+    from datetime import UTC, datetime
+
+    try:
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", path.name], cwd=path.parent, capture_output=True, text=True
+        )
+        committed = subprocess.run(
+            ["git", "log", "-1", "--format=%cI", "--", path.name], cwd=path.parent, capture_output=True, text=True
+        )
+        if dirty.returncode == 0 and not dirty.stdout.strip() and committed.stdout.strip():
+            return f"file committed {committed.stdout.strip()}"
+    except OSError:
+        pass  # no git here: the file's own time is the next best thing
+    stamp = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
+    return f"file written {stamp}"
+
+
+def machine_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """The machine block of a result (the pusher section of feast.json has its own)."""
+    machine = doc.get("machine")
+    return machine if isinstance(machine, dict) else {}
+
+
+# -- one builder per benchmark --------------------------------------------------------------------
+def stream_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> Section:
+    """The speed layer: Kafka → Flink → online store."""
+    section = Section("Speed layer")
+    files = sorted(name for name, (_, doc) in docs.items() if str(doc.get("benchmark", "")).startswith("stream"))
+    op_rate, goal_rate, _, rate_src = ISSUE_GOALS["stream_sustained_events_per_s"]
+    op_fresh, goal_fresh, _, fresh_src = ISSUE_GOALS["stream_freshness_p99_ms"]
+    sustained = False
+    for name in files:
+        path, doc = docs[name]
+        job = str(doc.get("job", "?"))
+        full = "users" in job and "items" in job
+        when = measured_at(doc, path)
+        throughput, freshness, recovery = doc.get("throughput", {}), doc.get("freshness", {}), doc.get("recovery", {})
+        sustained = sustained or "sustained" in doc
+        command = f"{PY} bench/bench_stream.py --events {throughput.get('events', 1_000_000)}"
+        command += "" if full else " --sessions-only"
+        command += f" --rate {freshness.get('rate_events_per_s', 1000)} --out bench/results/{name}"
+        if throughput:
+            rate = throughput.get("events_per_s")
+            status = judge(rate, op_rate, goal_rate) if full else NOT_COMPARABLE
+            if full and status == MET:
+                # Draining a backlog is easier than holding a fixed rate with bounded lag.
+                status = NOT_COMPARABLE
+            section.figures.append(
+                Figure(
+                    section.area,
+                    f"throughput, {job}, draining a preloaded backlog into the online store",
+                    rate,
+                    "events/s",
+                    status,
+                    name,
+                    goal=f"{goal_text(op_rate, goal_rate, 'events/s')} sustained, full job",
+                    goal_source=rate_src,
+                    meaning=(
+                        f"{fmt(throughput.get('events'))} events preloaded on Kafka, then the job (parallelism "
+                        f"{doc.get('parallelism', '?')}) and the pusher run until every session's final row is in "
+                        f"the online store; Flink alone {fmt(throughput.get('flink_events_per_s'))} events/s, "
+                        f"{fmt(throughput.get('flink_events_per_cpu_s'))} events per CPU-second. A backlog drain, "
+                        "not a sustained rate: it bounds the sustained rate from above"
+                        + ("" if full else "; sessions only, the goal is the full job")
+                    ),
+                    command=command,
+                    measured_at=when,
+                    load_1m=first_load(throughput),
+                )
+            )
+        if freshness:
+            rate = freshness.get("rate_events_per_s")
+            section.figures.append(
+                Figure(
+                    section.area,
+                    f"freshness p99, {job}, at a fixed {fmt(rate)} events/s",
+                    freshness.get("p99_ms"),
+                    "ms",
+                    judge(freshness.get("p99_ms"), op_fresh, goal_fresh),
+                    name,
+                    goal=goal_text(op_fresh, goal_fresh, "ms"),
+                    goal_source=fresh_src,
+                    meaning=(
+                        f"{freshness.get('lag_means', 'lag')}; p50 {fmt(freshness.get('p50_ms'))} ms, max "
+                        f"{fmt(freshness.get('max_ms'))} ms over {fmt(freshness.get('samples'))} updates. Measured at "
+                        f"{fmt(rate)} events/s, not at the goal's sustained rate"
+                    ),
+                    command=command,
+                    measured_at=when,
+                    load_1m=first_load(freshness),
+                )
+            )
+        if recovery:
+            section.figures.append(
+                Figure(
+                    section.area,
+                    f"recovery after kill -9 of the job, {job}",
+                    recovery.get("kill_to_caught_up_s"),
+                    "s",
+                    NO_GOAL,
+                    name,
+                    meaning=f"{recovery.get('caught_up_means', '')}; back to RUNNING in "
+                    f"{fmt(recovery.get('kill_to_running_s'))} s, at {fmt(recovery.get('rate_events_per_s'))} events/s",
+                    command=command,
+                    measured_at=when,
+                )
+            )
+    if not sustained:
+        section.figures.append(
+            Figure(
+                section.area,
+                "sustained rate, full job: a producer at a fixed rate for ≥ 60 s, lag bounded, freshness p99 ≤ 1 s",
+                None,
+                "events/s",
+                MISSING,
+                "–",
+                goal=goal_text(op_rate, goal_rate, "events/s"),
+                goal_source=rate_src,
+                meaning="no benchmark measures it yet (issue 16's workload: out-of-order events, 1% duplicates, "
+                "many users and categories); the closest is the freshness phase of bench_stream.py at a higher rate",
+                command=f"{PY} bench/bench_stream.py --events 1000000 --rate 20000 --seconds 60 (closest existing)",
+            )
+        )
+    return section
+
+
+def batch_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Section, Scale | None]:
+    """The batch layer: Spark bronze → silver → gold per size."""
+    section = Section("Batch layer")
+    entry = docs.get("batch.json")
+    command = f"{PY} bench/bench_batch.py --events 1000000 10000000"
+    if entry is None:
+        section.figures.append(
+            Figure(section.area, "stage seconds at 10M events", None, "s", MISSING, "batch.json", command=command)
+        )
+        return section, None
+    path, doc = entry
+    command = str(doc.get("command") or command)
+    op, threshold, source = goal_from(doc.get("goal"), 0, "batch_stage_s")
+    size = re.search(r"at\s+([0-9.]+)\s*M\s+events", str(doc.get("goal", "")))
+    goal_events = int(float(size.group(1)) * 1_000_000) if size else 10_000_000
+    when = measured_at(doc, path)
+    series: dict[str, list[tuple[float, float]]] = {}
+    cpu_series: dict[str, list[tuple[float, float]]] = {}
+    runs = sorted(doc.get("runs", []), key=lambda r: r.get("events", 0))
+    for run in runs:
+        events = run.get("events")
+        for stage, figures in run.get("stages", {}).items():
+            seconds = figures.get("seconds")
+            at_goal = events == goal_events
+            meaning = (
+                f"wall seconds on {doc.get('spark', {}).get('master', 'Spark')}, {fmt(figures.get('cpu_s'))} CPU-s, "
+                f"peak {fmt(figures.get('peak_rss_mib'))} MiB"
+            )
+            if stage == "gold" and isinstance(figures.get("detail"), dict):
+                detail = figures["detail"]
+                meaning += (
+                    f"; gold timed on one date ({detail.get('date')}) of "
+                    f"{fmt((detail.get('rows') or {}).get('session_features'))} visits, not a full day"
+                )
+            section.figures.append(
+                Figure(
+                    section.area,
+                    f"{stage} at {fmt(events)} events",
+                    seconds,
+                    "s",
+                    judge(seconds, op, threshold) if at_goal else NO_GOAL,
+                    "batch.json",
+                    goal=goal_text(op, threshold, "s") if at_goal else None,
+                    goal_source=source if at_goal else None,
+                    meaning=meaning,
+                    command=command,
+                    measured_at=when,
+                    load_1m=first_load(figures),
+                    note="" if at_goal else f"the goal is set at {fmt(goal_events)} events",
+                )
+            )
+            series.setdefault(stage, []).append((float(events), float(seconds)))
+            cpu_series.setdefault(f"{stage} (CPU-s)", []).append((float(events), float(figures.get("cpu_s", 0))))
+    op_inc, goal_inc, _, inc_src = ISSUE_GOALS["batch_daily_incremental_s"]
+    section.figures.append(
+        Figure(
+            section.area,
+            "daily incremental run (one new day on 30 days of history)",
+            None,
+            "s",
+            MISSING,
+            "–",
+            goal=goal_text(op_inc, goal_inc, "s"),
+            goal_source=inc_src,
+            meaning="no benchmark measures it yet (what a nightly DAG pays)",
+            command="none yet: bench_batch.py times full builds only",
+        )
+    )
+    section.notes += [str(n) for n in doc.get("notes", [])]
+    scale = None
+    if len(runs) > 1:
+        small, large = runs[0], runs[-1]
+        x = large["events"] / small["events"]
+        table = []
+        for stage in small.get("stages", {}):
+            a, b = small["stages"][stage], large["stages"].get(stage, {})
+            table.append(
+                [
+                    stage,
+                    fmt(a.get("seconds")),
+                    fmt(b.get("seconds")),
+                    f"{b.get('seconds', 0) / max(a.get('seconds', 0), 1e-9):.2f}×",
+                    fmt(a.get("cpu_s")),
+                    fmt(b.get("cpu_s")),
+                    f"{b.get('cpu_s', 0) / max(a.get('cpu_s', 0), 1e-9):.2f}×",
+                    f"{first_load(a)} / {first_load(b)}",
+                ]
+            )
+        scale = Scale(
+            f"Batch layer: {fmt(small['events'])} → {fmt(large['events'])} events ({x:g}× the events)",
+            [
+                "stage",
+                f"wall s at {fmt(small['events'])}",
+                f"wall s at {fmt(large['events'])}",
+                "wall ×",
+                "CPU-s small",
+                "CPU-s large",
+                "CPU ×",
+                "1-min load (small / large)",
+            ],
+            table,
+            notes=[f"Source: batch.json ({when}); reproduce: `{command}`."],
+            plot="batch_scale.png",
+            series={**series, **cpu_series},
+            x_label="events",
+            y_label="seconds",
+            goal_line=threshold,
+        )
+    return section, scale
+
+
+def retrieval_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Section, Scale | None]:
+    """Milvus top-100 retrieval at each catalogue size measured."""
+    section = Section("Retrieval")
+    files = sorted(
+        (name for name, (_, doc) in docs.items() if doc.get("benchmark") == "retrieval"),
+        key=lambda n: docs[n][1].get("items", 0),
+    )
+    op_p99, goal_p99, _, src_p99 = ISSUE_GOALS["retrieval_p99_ms"]
+    table: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+    for name in files:
+        path, doc = docs[name]
+        op_p99, goal_p99, src_p99 = goal_from(doc.get("goal"), 0, "retrieval_p99_ms")
+        op_rec, goal_rec, _ = goal_from(doc.get("goal"), 1, "retrieval_recall_at_100")
+        items = int(doc.get("items", 0))
+        when = measured_at(doc, path)
+        command = f"{PY} bench/bench_retrieval.py --items {items} --out bench/results/{name}"
+        candidates = []
+        for index_type, built in doc.get("indexes", {}).items():
+            for run in built.get("runs", []):
+                setting = ", ".join(f"{k}={v}" for k, v in run.get("params", {}).items())
+                table.setdefault((index_type, setting), {})[items] = {**run, "build_s": built.get("build_s")}
+                candidates.append((index_type, setting, run, built))
+        meeting_recall = [c for c in candidates if judge(c[2].get("recall_at_100"), op_rec, goal_rec) == MET]
+        best = min(meeting_recall, key=lambda c: c[2]["p99_ms"]) if meeting_recall else None
+        vectors = (
+            f"{fmt(doc.get('trained_items'))} trained vectors + {fmt(doc.get('jittered_items'))} jittered copies "
+            f"of them (dim {doc.get('dim')})"
+            if doc.get("jittered_items")
+            else f"{fmt(doc.get('trained_items'))} trained vectors (dim {doc.get('dim')})"
+        )
+        section.figures.append(
+            Figure(
+                section.area,
+                f"top-{doc.get('k', 100)} p99 over {fmt(items)} items, best setting with recall@100 "
+                f"{goal_text(op_rec, goal_rec, '')}",
+                best[2]["p99_ms"] if best else None,
+                "ms",
+                judge(best[2]["p99_ms"], op_p99, goal_p99) if best else NOT_MET,
+                name,
+                shown=(
+                    f"{fmt(best[2]['p99_ms'])} ms at recall {fmt(best[2]['recall_at_100'], 3)} ({best[0]} {best[1]})"
+                    if best
+                    else f"no setting reached recall@100 {goal_text(op_rec, goal_rec, '')}"
+                ),
+                goal=f"p99 {goal_text(op_p99, goal_p99, 'ms')} at recall@100 {goal_text(op_rec, goal_rec, '')}",
+                goal_source=src_p99,
+                meaning=(
+                    f"{vectors}; {fmt(doc.get('queries'))} queries, one at a time from one client (round trip "
+                    "included), recall against exact search"
+                ),
+                command=command,
+                measured_at=when,
+                load_1m=first_load(*doc.get("indexes", {}).values(), doc),
+            )
+        )
+    if not any("jittered_items" in docs[n][1] and not docs[n][1]["jittered_items"] for n in files):
+        section.figures.append(
+            Figure(
+                section.area,
+                "p99 over 1M items with vectors from a two-tower trained on a 1M-item catalogue, 1 and 4 clients",
+                None,
+                "ms",
+                MISSING,
+                "–",
+                goal=f"p99 {goal_text(op_p99, goal_p99, 'ms')}",
+                goal_source="issue 16",
+                meaning="the figures above index jittered copies of ~42k trained vectors, queried by one client",
+                command="none yet: bench_retrieval.py has no concurrent clients and needs a model trained on a "
+                "1M-item catalogue (bench_models.py --items 1000000 --embeddings-out ...)",
+            )
+        )
+    if len(files) < 2:
+        return section, None
+    sizes = sorted({int(docs[n][1].get("items", 0)) for n in files})
+    rows, series = [], {}
+    for (index_type, setting), by_size in sorted(table.items()):
+        row = [f"{index_type} {setting}"]
+        for size in sizes:
+            run = by_size.get(size)
+            row.append(
+                f"{fmt(run['p50_ms'])} / {fmt(run['p99_ms'])} ms, recall {fmt(run['recall_at_100'], 3)}" if run else "–"
+            )
+        row.append(" → ".join(fmt(by_size[s]["build_s"]) if s in by_size else "–" for s in sizes))
+        rows.append(row)
+        series[f"{index_type} {setting}"] = [(float(s), float(by_size[s]["p99_ms"])) for s in sizes if s in by_size]
+    scale = Scale(
+        "Retrieval: " + " → ".join(f"{fmt(s)} items" for s in sizes),
+        ["index, setting", *[f"p50 / p99 at {fmt(s)} items" for s in sizes], "build s"],
+        rows,
+        notes=["Sources: " + ", ".join(f"{n} ({measured_at(docs[n][1], docs[n][0])})" for n in files) + "."],
+        plot="retrieval_scale.png",
+        series=series,
+        x_label="items indexed",
+        y_label="p99 ms",
+        goal_line=goal_p99,
+    )
+    return section, scale
+
+
+def feast_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> Section:
+    """Online feature reads and the pusher."""
+    section = Section("Online features")
+    entry = docs.get("feast.json")
+    if entry is None:
+        section.figures.append(
+            Figure(
+                section.area,
+                "ranking features, 1 user + 100 items, p99",
+                None,
+                "ms",
+                MISSING,
+                "feast.json",
+                command=f"{PY} bench/bench_feast.py",
+            )
+        )
+        return section
+    path, doc = entry
+    op, threshold, source = goal_from(doc.get("goal"), 0, "online_features_p99_ms")
+    command = f"{PY} {doc['command']}" if doc.get("command") else f"{PY} bench/bench_feast.py"
+    when = measured_at(doc, path)
+    paths = {
+        "reader": "OnlineFeatureReader, each read interleaved with a Feast read of the same request (pessimistic)",
+        "reader_alone": "OnlineFeatureReader alone, reads back to back (as a serving process reads)",
+        "feast": "Feast's get_online_features (for comparison)",
+    }
+    for backend, result in doc.get("backends", {}).items():
+        if "skipped" in result:
+            section.figures.append(
+                Figure(section.area, f"{backend}: reads", None, "ms", MISSING, "feast.json", note=result["skipped"])
+            )
+            continue
+        for key, reads in result.items():
+            if not key.startswith("ranking") or not isinstance(reads, dict):
+                continue
+            for read_path, meaning in paths.items():
+                stats = reads.get(read_path)
+                if not stats:
+                    continue
+                judged = read_path != "feast"
+                section.figures.append(
+                    Figure(
+                        section.area,
+                        f"{key} p99 on {backend}: {read_path}",
+                        stats.get("p99_ms"),
+                        "ms",
+                        judge(stats.get("p99_ms"), op, threshold) if judged else NO_GOAL,
+                        "feast.json",
+                        goal=goal_text(op, threshold, "ms") if judged else None,
+                        goal_source=source if judged else None,
+                        meaning=(
+                            f"{meaning}; p50 {fmt(stats.get('p50_ms'))} ms, CPU p99 "
+                            f"{fmt((stats.get('cpu') or {}).get('p99_ms'))} ms, {fmt(stats.get('reads'))} reads over "
+                            f"{fmt(doc.get('users'))} users / {fmt(doc.get('items'))} items, nothing else in the "
+                            "process"
+                        ),
+                        command=command,
+                        measured_at=when,
+                        load_1m=first_load(result),
+                    )
+                )
+        materialize = result.get("materialize", {})
+        if materialize:
+            section.figures.append(
+                Figure(
+                    section.area,
+                    f"materialize on {backend}",
+                    materialize.get("rows_per_s"),
+                    "rows/s",
+                    NO_GOAL,
+                    "feast.json",
+                    command=command,
+                    measured_at=when,
+                    load_1m=first_load(result),
+                )
+            )
+    pusher = doc.get("pusher")
+    if isinstance(pusher, dict):
+        p_op, p_threshold, p_source = goal_from(pusher.get("goal"), 0, "online_features_p99_ms")
+        for case, result in pusher.items():
+            if not isinstance(result, dict) or "pusher" not in result:
+                continue
+            rate = result["pusher"].get("rows_written_per_s")
+            section.figures.append(
+                Figure(
+                    section.area,
+                    f"pusher into SQLite, {case.replace('_', ' ')}",
+                    rate,
+                    "rows/s",
+                    judge(rate, p_op, p_threshold),
+                    "feast.json",
+                    goal=goal_text(p_op, p_threshold, "rows/s"),
+                    goal_source=p_source,
+                    meaning=(
+                        f"{fmt(result.get('records'))} records of {fmt(result.get('sessions'))} sessions, no Kafka "
+                        f"(a stand-in consumer); {fmt(result['pusher'].get('rows_written_per_cpu_s'))} rows per "
+                        "CPU-second"
+                    ),
+                    command=f"{PY} {pusher['command']}" if pusher.get("command") else command,
+                    measured_at=str(pusher.get("when") or NOT_RECORDED),
+                    load_1m=first_load(result),
+                )
+            )
+    served = [name for name, (_, d) in docs.items() if name.startswith("serving") and d.get("runs")]
+    section.figures.append(
+        Figure(
+            section.area,
+            "ranking_v2 reads as the recommender makes them, interleaved with its other work (p99)",
+            None,
+            "ms",
+            MISSING,
+            "–",
+            goal=goal_text(op, threshold, "ms"),
+            goal_source="issue 16",
+            meaning="feast.json reads ranking_v1 in a process doing nothing else"
+            + (
+                f"; {', '.join(served)} give the recommender's online_features stage as a mean per batch, not a p99"
+                if served
+                else ""
+            ),
+            command="none yet: bench_feast.py reads ranking_v1 alone",
+        )
+    )
+    return section
+
+
+def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Section, Scale | None]:
+    """Training time and quality of the two-stage recommender."""
+    section = Section("Models")
+    entry = docs.get("models.json")
+    command = f"{PY} bench/bench_models.py --datasets synthetic uci rees46 --events 1000000"
+    if entry is None:
+        section.figures.append(
+            Figure(
+                section.area, "training both models at 1M events", None, "s", MISSING, "models.json", command=command
+            )
+        )
+        return section, None
+    path, doc = entry
+    goals = doc.get("goals", {}) if isinstance(doc.get("goals"), dict) else {}
+    goal_key = next((k for k in goals if k.startswith("train_both_s_at_")), "train_both_s_at_1M_events")
+    goal_s = float(goals.get(goal_key, ISSUE_GOALS["train_both_s_at_1M_events"][1]))
+    goal_src = "the JSON" if goal_key in goals else ISSUE_GOALS["train_both_s_at_1M_events"][3]
+    size = re.search(r"at_([0-9.]+)M_events", goal_key)
+    goal_events = int(float(size.group(1)) * 1_000_000) if size else 1_000_000
+    quality_goal = str(goals.get("quality", ""))
+    # "... (UCI, synthetic)": the datasets the quality goal names, in its last parentheses.
+    named = re.findall(r"\(([^)]*)\)", quality_goal)
+    quality_sets = [part.strip().lower() for part in named[-1].split(",")] if named else []
+    quality_metrics = re.findall(r"(recall@\d+|ndcg@\d+|mrr@\d+)", quality_goal)
+    points: dict[str, list[tuple[float, float]]] = {}
+    rows = []
+    at_goal_through_store = False
+    for phase in ("after", "before"):
+        block = doc.get(phase) or {}
+        how = "through the feature store" if phase == "after" else "in process (dataset adapters)"
+        when = str(block.get("measured_at") or NOT_RECORDED)
+        # The "before" table predates training through the store (issue 9): kept for comparison only.
+        superseded = "" if phase == "after" else "superseded: the models now train through the feature store"
+        for dataset, result in (block.get("datasets") or {}).items():
+            name = str(result.get("dataset", dataset))
+            named_in_goal = any(s in name.lower() or s == dataset for s in quality_sets)
+            if result.get("not_run"):
+                section.figures.append(
+                    Figure(
+                        section.area,
+                        f"quality and training time, {dataset}, {how}",
+                        None,
+                        "",
+                        MISSING,
+                        "models.json",
+                        goal=quality_goal if named_in_goal else None,
+                        goal_source="the JSON" if named_in_goal else None,
+                        meaning=str(result["not_run"]),
+                        command=f"{PY} bench/bench_models.py --datasets {dataset}",
+                        measured_at=when,
+                    )
+                )
+                continue
+            split, training, timings = result.get("split", {}), result.get("training", {}), result.get("timings", {})
+            events = split.get("events")
+            if "train_both_s" in result:
+                train_s = result.get("train_both_s")
+            elif "two_tower_train_s" in training:
+                train_s = training["two_tower_train_s"] + training.get("deepfm_train_s", 0)
+            else:
+                train_s = None
+            at_goal = bool(events) and abs(events - goal_events) <= 0.05 * goal_events
+            at_goal_through_store = at_goal_through_store or (at_goal and phase == "after")
+            load = first_load(timings.get("total"), timings)
+            section.figures.append(
+                Figure(
+                    section.area,
+                    f"training both models, {dataset} ({fmt(events)} events), {how}",
+                    train_s,
+                    "s",
+                    judge(train_s, "<=", goal_s) if at_goal else NO_GOAL,
+                    "models.json",
+                    goal=goal_text("<=", goal_s, "s") + f" at {fmt(goal_events)} events" if at_goal else None,
+                    goal_source=goal_src if at_goal else None,
+                    meaning=(
+                        "two-tower + DeepFM training wall seconds (their fit loops and what each needs around it); "
+                        + (
+                            f"whole run {fmt((timings.get('total') or {}).get('wall_s'))} s wall / "
+                            f"{fmt((timings.get('total') or {}).get('cpu_s'))} CPU-s"
+                            if timings.get("total")
+                            else f"whole run {fmt(result.get('total_s'))} s"
+                        )
+                    ),
+                    command=f"{PY} bench/bench_models.py --datasets {dataset}"
+                    + (f" --events {events}" if dataset == "synthetic" and events else ""),
+                    measured_at=when,
+                    load_1m=load,
+                    note="; ".join(
+                        n for n in (superseded, "" if at_goal else f"the goal is set at {fmt(goal_events)} events") if n
+                    ),
+                )
+            )
+            if dataset == "synthetic" and events and train_s is not None:
+                points.setdefault(how, []).append((float(events), float(train_s)))
+                total = timings.get("total") or {}
+                rows.append(
+                    [
+                        how,
+                        fmt(events),
+                        fmt(split.get("train_examples")),
+                        fmt(train_s),
+                        fmt(total.get("wall_s", result.get("total_s"))),
+                        fmt(total.get("cpu_s")),
+                        fmt(timings.get("peak_rss_mib", result.get("peak_rss_mib"))),
+                        load,
+                    ]
+                )
+            beats = result.get("beats_baselines") or {}
+            if quality_metrics:
+                met = all(beats.get(m) for m in quality_metrics)
+                by_method = {r.get("method"): r for r in result.get("rows", [])}
+                ours = by_method.get("two-stage (two-tower + DeepFM)", {})
+                best: dict[str, Any] = max(
+                    (r for m, r in by_method.items() if m and "two" not in m),
+                    key=lambda r: r.get(quality_metrics[0], 0),
+                    default={},
+                )
+                section.figures.append(
+                    Figure(
+                        section.area,
+                        f"quality, {dataset}, {how}",
+                        ours.get(quality_metrics[0]),
+                        "",
+                        (MET if met else NOT_MET) if named_in_goal else NO_GOAL,
+                        "models.json",
+                        shown=(
+                            f"two-stage {quality_metrics[0]} {fmt(ours.get(quality_metrics[0]), 4)} vs best baseline "
+                            f"{fmt(best.get(quality_metrics[0]), 4)} ({best.get('method')}); beats every baseline on: "
+                            + (", ".join(m for m, v in beats.items() if v) or "none")
+                        ),
+                        goal=quality_goal if named_in_goal else None,
+                        goal_source="the JSON" if named_in_goal else None,
+                        meaning=f"{fmt(split.get('test_examples_evaluated'))} test targets, temporal split",
+                        note=superseded,
+                        command=f"{PY} bench/bench_models.py --datasets {dataset}",
+                        measured_at=when,
+                        load_1m=load,
+                    )
+                )
+    if not at_goal_through_store:
+        estimate = (doc.get("after") or {}).get("extrapolation_1M") or {}
+        section.figures.append(
+            Figure(
+                section.area,
+                f"training both models through the feature store at {fmt(goal_events)} events",
+                None,
+                "s",
+                MISSING,
+                "models.json",
+                goal=goal_text("<=", goal_s, "s"),
+                goal_source=goal_src,
+                meaning=str(estimate.get("why", "not run")),
+                command=f"{PY} bench/bench_models.py --datasets synthetic --events {goal_events}",
+            )
+        )
+    conditions = (doc.get("after") or {}).get("conditions")
+    if conditions:
+        section.notes.append(f"Conditions of the runs through the store: {conditions}.")
+    scale = None
+    if rows:
+        same = [how for how, pts in points.items() if len(pts) > 1]
+        scale = Scale(
+            "Models: training time by synthetic events",
+            ["pipeline", "events", "training examples", "train both s", "whole run s", "CPU-s", "peak MiB", "load"],
+            rows,
+            notes=[
+                "Growth within one pipeline: " + ", ".join(same)
+                if same
+                else "Each pipeline has one size only, so growth within a pipeline is not measured yet; the "
+                "pipelines differ (in process vs through the store), so the sizes are not comparable across them. "
+                f"Measure: `{PY} bench/bench_models.py --datasets synthetic --events 200000` and `--events 1000000`."
+            ],
+            plot="models_scale.png",
+            series=points,
+            x_label="synthetic events",
+            y_label="train both models, s",
+            goal_line=goal_s,
+        )
+    return section, scale
+
+
+def _serving_runs_key(run: dict[str, Any]) -> tuple[str, int, bool]:
+    return (str(run.get("protocol")), int(run.get("target_rps", 0)), bool(run.get("batching", True)))
+
+
+def serving_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Section, Scale | None]:
+    """The recommender under load, over the demo catalogue and, when measured, 1M indexed items."""
+    section = Section("Serving")
+    # Without --state-dir, bench_serving.py runs its own 20k-event demo first.
+    demo_cmd = f"{PY} bench/bench_serving.py --max-search"
+    one_m_cmd = f"{PY} bench/bench_serving.py --index-items 1000000 --out bench/results/serving_1m.json"
+    op_p99, goal_p99, _, src = ISSUE_GOALS["serving_p99_ms"]
+    goal_rps = ISSUE_GOALS["serving_rps"][1]
+    for name, default_cmd in (("serving.json", demo_cmd), ("serving_1m.json", one_m_cmd)):
+        entry = docs.get(name)
+        if entry is None:
+            section.figures.append(
+                Figure(
+                    section.area,
+                    "/recommend with 1M items indexed" if "1m" in name else "/recommend on the demo stack",
+                    None,
+                    "req/s",
+                    MISSING,
+                    name,
+                    goal=f"p99 {goal_text(op_p99, goal_p99, 'ms')} at {goal_text('>=', goal_rps, 'req/s')}, 0 errors",
+                    goal_source=src,
+                    meaning="not measured yet",
+                    command=default_cmd,
+                )
+            )
+            continue
+        path, doc = entry
+        goal: dict[str, Any] = doc["goal"] if isinstance(doc.get("goal"), dict) else {}
+        p99_goal, rps_goal = float(goal.get("p99_ms", goal_p99)), float(goal.get("rps", goal_rps))
+        errors_goal = int(goal.get("errors", 0))
+        source = "the JSON" if goal else src
+        commands = doc.get("commands") or ([doc["command"]] if doc.get("command") else [default_cmd])
+        command = "; ".join(str(c) for c in commands)
+        index = doc.get("index") or {}
+        catalogue = (
+            f"{fmt(index['items_indexed'])} items indexed ({fmt(index.get('trained_vectors'))} trained vectors, "
+            f"{fmt(index.get('synthetic_vectors'))} content-only synthetic items)"
+            if isinstance(index.get("items_indexed"), int)
+            else "the demo catalogue"
+        )
+        runs = doc.get("runs", [])
+        for protocol in sorted({str(r.get("protocol")) for r in runs}):
+            for batching in (True, False):
+                mine = [r for r in runs if r.get("protocol") == protocol and bool(r.get("batching", True)) == batching]
+                if not mine:
+                    continue
+                held = [r for r in mine if r.get("p99_ms", 1e9) <= p99_goal and r.get("errors", 1) <= errors_goal]
+                best = max(held, key=lambda r: r.get("achieved_rps", 0)) if held else None
+                top = max(mine, key=lambda r: r.get("target_rps", 0))
+                section.figures.append(
+                    Figure(
+                        section.area,
+                        f"{protocol.upper()} over {catalogue}, batching {'on' if batching else 'off'}: highest "
+                        f"achieved rate with p99 ≤ {fmt(p99_goal)} ms and ≤ {fmt(errors_goal)} errors",
+                        best.get("achieved_rps") if best else None,
+                        "req/s",
+                        judge(best.get("achieved_rps"), ">=", rps_goal) if best else NOT_MET,
+                        name,
+                        shown=(
+                            f"{fmt(best['achieved_rps'])} req/s at p99 {fmt(best['p99_ms'])} ms"
+                            if best
+                            else f"none: at {fmt(top.get('target_rps'))} offered, {fmt(top.get('achieved_rps'))} "
+                            f"achieved, p99 {fmt(top.get('p99_ms'))} ms, {fmt(top.get('errors'))} errors"
+                        ),
+                        goal=f"p99 ≤ {fmt(p99_goal)} ms at ≥ {fmt(rps_goal)} req/s, {fmt(errors_goal)} errors",
+                        goal_source=source,
+                        meaning=f"{doc.get('what', '')}; {doc.get('conditions', '')}".strip("; "),
+                        command=command,
+                        measured_at=measured_at(doc, path),
+                        load_1m=load_of_runs(mine),
+                    )
+                )
+        for missing in doc.get("not_measured", []):
+            if re.search(r"\b1M items", str(missing)):
+                continue  # serving_1m.json has its own row, measured or missing
+            section.figures.append(
+                Figure(
+                    section.area,
+                    str(missing),
+                    None,
+                    "",
+                    MISSING,
+                    name,
+                    meaning="listed as not measured in the JSON",
+                    command=one_m_cmd if "1m" in str(missing).lower().replace(" ", "") else demo_cmd,
+                )
+            )
+    if not any(
+        r.get("batching") is False
+        for name in ("serving.json", "serving_1m.json")
+        if name in docs
+        for r in docs[name][1].get("runs", [])
+    ) and not any("batching off" in f.name for f in section.figures):
+        section.figures.append(
+            Figure(
+                section.area,
+                "adaptive batching off",
+                None,
+                "",
+                MISSING,
+                "–",
+                command=demo_cmd + " (its batching-off step runs unless --no-batching-compare)",
+            )
+        )
+    return section, serving_scale(docs)
+
+
+def serving_scale(docs: dict[str, tuple[Path, dict[str, Any]]]) -> Scale | None:
+    """The same load over the demo catalogue and over 1M indexed items, side by side."""
+    if "serving.json" not in docs:
+        return None
+    small = {_serving_runs_key(r): r for r in docs["serving.json"][1].get("runs", [])}
+    large_doc = docs.get("serving_1m.json", (None, {}))[1]
+    large = {_serving_runs_key(r): r for r in large_doc.get("runs", [])}
+    rows: list[list[str]] = []
+    series: dict[str, list[tuple[float, float]]] = {}
+    for key in sorted(set(small) | set(large)):
+        a, b = small.get(key), large.get(key)
+
+        def cell(run: dict[str, Any] | None) -> str:
+            if not run:
+                return "–"
+            search = (run.get("stage_ms_per_batch") or {}).get("index_search")
+            return (
+                f"{fmt(run.get('achieved_rps'))} req/s, p50 {fmt(run.get('p50_ms'))} / p99 {fmt(run.get('p99_ms'))}"
+                f" ms, Milvus {fmt(search)} ms/batch"
+            )
+
+        rows.append([key[0].upper(), fmt(key[1]), "on" if key[2] else "off", cell(a), cell(b)])
+        for label, run in (("demo catalogue", a), ("1M items", b)):
+            if run:
+                series.setdefault(f"{key[0].upper()} {label}, batching {'on' if key[2] else 'off'}", []).append(
+                    (float(key[1]), float(run["p99_ms"]))
+                )
+    notes = []
+    if not large:
+        notes.append(
+            "1M items indexed: **missing** (no serving_1m.json yet). Measure: "
+            f"`{PY} bench/bench_serving.py --index-items 1000000 --out bench/results/serving_1m.json`."
+        )
+    return Scale(
+        "Serving: the demo catalogue → 1M indexed items" + ("" if large else " (1M: missing)"),
+        ["protocol", "offered req/s", "batching", "demo catalogue (serving.json)", "1M items (serving_1m.json)"],
+        rows,
+        notes=notes,
+        plot="serving_scale.png",
+        series=series,
+        x_label="offered req/s",
+        y_label="p99 ms",
+        goal_line=ISSUE_GOALS["serving_p99_ms"][1],
+        log_x=False,
+    )
+
+
+def stack_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> Section:
+    """The embedded services: start-up time and resident memory."""
+    section = Section("Stack")
+    op, threshold, unit, src = ISSUE_GOALS["stack_rss_gb"]
+    entry = docs.get("services.json")
+    command = f"{PY} bench/bench_services.py"
+    if entry is not None:
+        path, doc = entry
+        when, load = measured_at(doc, path), first_load(doc)
+        services = ", ".join(doc.get("services", []))
+        for phase in ("cold", "warm"):
+            start, rss = doc.get(f"{phase}_start", {}), doc.get(f"{phase}_idle_rss", {})
+            section.figures.append(
+                Figure(
+                    section.area,
+                    f"{phase} start of {services} to all healthy",
+                    start.get("total_s"),
+                    "s",
+                    NO_GOAL,
+                    "services.json",
+                    command=command,
+                    measured_at=when,
+                    load_1m=load,
+                )
+            )
+            mb = rss.get("total_mb")
+            section.figures.append(
+                Figure(
+                    section.area,
+                    f"idle resident memory of {services} after a {phase} start",
+                    mb,
+                    "MB",
+                    NOT_COMPARABLE,
+                    "services.json",
+                    goal=f"whole stack during the demo {goal_text(op, threshold, unit)}",
+                    goal_source=src,
+                    meaning=f"idle after {fmt(doc.get('idle_s'))} s, {len(doc.get('services', []))} services only "
+                    "(no Flink, Spark, Redis or recommender)",
+                    command=command,
+                    measured_at=when,
+                    load_1m=load,
+                )
+            )
+    section.figures.append(
+        Figure(
+            section.area,
+            "resident memory of the whole stack during the demo, peak and steady, per service",
+            None,
+            unit,
+            MISSING,
+            "–",
+            goal=goal_text(op, threshold, unit),
+            goal_source=src,
+            meaning="no benchmark measures it yet",
+            command="none yet: bench_services.py measures kafka, milvus and mlflow idle",
+        )
+    )
+    return section
+
+
+def throughput_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> Section:
+    """Kafka, the generator and drift: figures without a goal in the issues (drift has its own)."""
+    section = Section("Events, generator, drift")
+    if "kafka.json" in docs:
+        path, doc = docs["kafka.json"]
+        for key, what in (
+            ("produce_validated", "produce with validation (EventPublisher.publish)"),
+            ("produce_prevalidated", "produce pre-validated events"),
+            ("consume_validated", "consume with decode + validation (EventConsumer)"),
+        ):
+            block = doc.get(key) or {}
+            section.figures.append(
+                Figure(
+                    section.area,
+                    f"Kafka: {what}",
+                    block.get("events_per_s"),
+                    "events/s",
+                    NO_GOAL,
+                    "kafka.json",
+                    meaning=f"{fmt(block.get('events'))} events of ~{fmt(doc.get('avg_event_bytes'))} bytes on "
+                    f"loopback, {fmt(block.get('mb_per_s'))} MB/s",
+                    command=f"{PY} bench/bench_kafka.py --events {(doc.get('produce_validated') or {}).get('events')}",
+                    measured_at=measured_at(doc, path),
+                    load_1m=first_load(doc),
+                )
+            )
+    if "generator.json" in docs:
+        path, doc = docs["generator.json"]
+        params = doc.get("params", {})
+        section.figures.append(
+            Figure(
+                section.area,
+                f"generator: {fmt(params.get('events'))} events to Parquet",
+                doc.get("events_per_second"),
+                "events/s",
+                NO_GOAL,
+                "generator.json",
+                meaning=f"{fmt(doc.get('seconds'))} s, peak RSS {fmt(doc.get('peak_rss_mib'))} MiB",
+                command=f"{PY} bench/bench_generator.py --events {params.get('events')}",
+                measured_at=measured_at(doc, path),
+                load_1m=first_load(doc),
+            )
+        )
+    if "drift.json" in docs:
+        path, doc = docs["drift.json"]
+        goal_s = doc.get("goal_s")
+        section.figures.append(
+            Figure(
+                section.area,
+                f"drift: profile + compare, {fmt(doc.get('features'))} features × {fmt(doc.get('rows_per_window'))} "
+                "rows",
+                doc.get("total_s"),
+                "s",
+                judge(doc.get("total_s"), "<=", goal_s) if isinstance(goal_s, int | float) else NO_GOAL,
+                "drift.json",
+                goal=goal_text("<=", goal_s, "s") if isinstance(goal_s, int | float) else None,
+                goal_source="the JSON" if goal_s is not None else None,
+                meaning=f"wall seconds; {fmt(doc.get('total_cpu_s'))} CPU-s (the work itself on a shared machine)",
+                command=f"{PY} bench/bench_drift.py --features {doc.get('features')} "
+                f"--rows {doc.get('rows_per_window')}",
+                measured_at=measured_at(doc, path),
+                load_1m=first_load(doc),
+            )
+        )
+    return section
+
+
+# -- reading, plotting, writing -------------------------------------------------------------------
+def read_results(results: Path) -> tuple[dict[str, tuple[Path, dict[str, Any]]], dict[str, str]]:
+    """Every result JSON of the folder by file name; and the files that could not be read, with why."""
+    docs, unreadable = {}, {}
+    for path in sorted(results.glob("*.json")):
+        if path.name in GENERATED:
+            continue
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:  # a benchmark may be writing it right now
+            unreadable[path.name] = str(exc)
+            continue
+        if isinstance(doc, dict):
+            docs[path.name] = (path, doc)
+        else:
+            unreadable[path.name] = "not a JSON object"
+    return docs, unreadable
+
+
+def draw(scale: Scale, out: Path) -> bool:
+    """Draw a scale's series to ``out`` (PNG); False when there is nothing to draw."""
+    if not scale.series:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on the reference machine
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
+    colours: dict[str, str] = {}
+    for label, points in sorted(scale.series.items()):
+        pts = sorted(points)
+        # A stage's CPU seconds share its wall line's colour, dashed.
+        base = label.split(" (CPU")[0]
+        colour = colours.setdefault(base, f"C{len(colours) % 10}")
+        style = "--" if "CPU" in label else "-"
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color=colour, marker="o", label=label)
+    if scale.goal_line is not None:
+        ax.axhline(scale.goal_line, color="red", linewidth=1, linestyle=":", label=f"goal {fmt(scale.goal_line)}")
+    if scale.log_x:
+        ax.set_xscale("log")
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: fmt(v))
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(plain)
+        # Label the 2s, 3s and 5s between decades, or a log axis may show a single number.
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: fmt(v) if f"{v:.0e}"[0] in "235" else ""))
+    ax.set_xlabel(scale.x_label)
+    ax.set_ylabel(scale.y_label)
+    ax.set_title(scale.title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, metadata={"Software": None})  # no version stamp: the same data gives the same file
+    plt.close(fig)
+    return True
+
+
+def md_escape(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render(
+    sections: list[Section],
+    scales: list[Scale],
+    docs: dict[str, tuple[Path, dict[str, Any]]],
+    unreadable: dict[str, str],
+    known: set[str],
+) -> str:
+    """The Markdown report."""
+    figures = [f for s in sections for f in s.figures]
+    judged = [f for f in figures if f.goal]
+    counts = {s: sum(f.status == s for f in judged) for s in (MET, NOT_MET, MISSING, NOT_COMPARABLE)}
+    lines = [
+        "# Benchmark report",
+        "",
+        "Written by `bench/report.py` from the JSON files in `bench/results/`: every figure below is read from one "
+        "of them, none is typed in. Regenerate without measuring: `make bench-report`; measure everything again, "
+        "then regenerate: `make bench` (hours on the reference machine). A measurement no file holds is marked "
+        "**missing**, with the command that would produce it.",
+        "",
+        f"Against their goals: **{counts[MET]} met, {counts[NOT_MET]} not met, {counts[MISSING]} missing**, "
+        f"{counts[NOT_COMPARABLE]} not comparable (the figure measures something easier or different from the goal).",
+        "",
+        "## The machine",
+        "",
+        "| result file | cores | memory | platform | python | measured at |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, (path, doc) in sorted(docs.items()):
+        machine = machine_of(doc)
+        memory = machine.get("memory_gib", machine.get("memory_gb"))
+        when = measured_at(doc, path)
+        if name == "models.json":
+            after, before = doc.get("after") or {}, doc.get("before") or {}
+            when = f"after {after.get('measured_at', NOT_RECORDED)}; before {before.get('measured_at', NOT_RECORDED)}"
+        lines.append(
+            f"| {name} | {machine.get('cpus', NOT_RECORDED)} | "
+            f"{f'{fmt(memory)} GiB' if memory is not None else NOT_RECORDED} | "
+            f"{machine.get('platform', NOT_RECORDED)} | {machine.get('python', NOT_RECORDED)} | {md_escape(when)} |"
+        )
+    cpus = sorted({str(machine_of(d)["cpus"]) for _, d in docs.values() if machine_of(d).get("cpus")})
+    platforms = sorted({str(machine_of(d)["platform"]) for _, d in docs.values() if machine_of(d).get("platform")})
+    lines += [
+        "",
+        f"Cores recorded: {', '.join(cpus) or NOT_RECORDED}; platforms recorded: "
+        f"{', '.join(platforms) or NOT_RECORDED}. The machine is shared (other engineers' jobs ran beside most "
+        "runs): read wall-clock figures with the 1-minute load average beside them.",
+        "",
+        "## Each figure beside its goal",
+        "",
+        "| area | figure | measured | goal | status | 1-min load while it ran | measured at | source |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for f in judged:
+        status = f"**{f.status}**" if f.status in (MET, NOT_MET, MISSING) else f.status
+        status += f" ({f.note})" if f.note else ""
+        goal = f"{f.goal} ({f.goal_source})" if f.goal_source else str(f.goal)
+        lines.append(
+            f"| {f.area} | {md_escape(f.name)} | {md_escape(f.display())} | {md_escape(goal)} | {status} | "
+            f"{md_escape(f.load_1m)} | {md_escape(f.measured_at)} | {f.source} |"
+        )
+    lines += ["", "## What each figure means, and the command that reproduces it", ""]
+    for section in sections:
+        lines += [f"### {section.area}", ""]
+        for f in section.figures:
+            status = f.status + (f" ({f.goal})" if f.goal else "")
+            lines.append(f"- **{f.name}**: {f.display()} — {status}.")
+            details = []
+            if f.meaning:
+                details.append(f"What it means: {f.meaning}.")
+            if f.note:
+                details.append(f"Note: {f.note}.")
+            details.append(f"1-min load while it ran: {f.load_1m}. Measured: {f.measured_at}. Source: {f.source}.")
+            if f.command:
+                details.append(f"Command: `{f.command}`")
+            lines.append("  " + " ".join(details))
+        for note in section.notes:
+            lines.append(f"- {note}")
+        lines.append("")
+    lines += ["## How cost grows with scale", ""]
+    for scale in scales:
+        lines += [f"### {scale.title}", ""]
+        lines.append("| " + " | ".join(scale.header) + " |")
+        lines.append("|" + "---|" * len(scale.header))
+        lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in scale.rows]
+        lines.append("")
+        lines += [*scale.notes, ""] if scale.notes else []
+        if scale.plot:
+            lines += [f"![{scale.title}](plots/{scale.plot})", ""]
+    missing_scales = {
+        "batch_scale.png": f"batch at two sizes: `{PY} bench/bench_batch.py --events 1000000 10000000`",
+        "retrieval_scale.png": f"retrieval at two sizes: `{PY} bench/bench_retrieval.py --items 300000 --out "
+        f"bench/results/retrieval_300k.json` and `--items 1000000 --out bench/results/retrieval_1m.json`",
+    }
+    drawn = {s.plot for s in scales}
+    for plot, how in missing_scales.items():
+        if plot not in drawn:
+            lines += [f"- **missing**: {how}", ""]
+    missing = [f for f in figures if f.status == MISSING]
+    lines += [
+        "## Missing measurements",
+        "",
+        "| area | what | why | command that would produce it |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {f.area} | {md_escape(f.name)} | {md_escape(f.meaning or f.note or '–')} | "
+        f"{md_escape('`' + f.command + '`' if f.command else '–')} |"
+        for f in missing
+    ]
+    other = sorted(set(docs) - known)
+    if other or unreadable:
+        lines += ["", "## Other result files", ""]
+        lines += [f"- `{name}`: read, not summarised here (no section knows its format)." for name in other]
+        lines += [f"- `{name}`: could not be read ({why})." for name, why in unreadable.items()]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def summarised(name: str, doc: dict[str, Any]) -> bool:
+    """Whether a section of the report reads this result file."""
+    fixed = {"batch.json", "feast.json", "models.json", "services.json", "kafka.json", "generator.json", "drift.json"}
+    return (
+        name in fixed
+        or name in {"serving.json", "serving_1m.json"}
+        or str(doc.get("benchmark", "")).startswith("stream")
+        or doc.get("benchmark") == "retrieval"
+    )
+
+
+def build(results: Path, out: Path) -> dict[str, Any]:
+    """Read the results, write REPORT.md, report.json and the plots; return what report.json holds.
+
+    Args:
+        results: The folder of result JSONs.
+        out: Where the report goes (its plots in ``out / "plots"``).
+    """
+    docs, unreadable = read_results(results)
+    stream = stream_section(docs)
+    batch, batch_scale = batch_section(docs)
+    models, models_scale = models_section(docs)
+    retrieval, retrieval_scale = retrieval_section(docs)
+    feast = feast_section(docs)
+    serving, serving_scale_ = serving_section(docs)
+    sections = [stream, batch, models, retrieval, feast, serving, stack_section(docs), throughput_section(docs)]
+    scales = [s for s in (batch_scale, retrieval_scale, models_scale, serving_scale_) if s is not None]
+    plots_dir = out / "plots"
+    for scale in scales:
+        if scale.plot and not draw(scale, plots_dir / scale.plot):
+            scale.plot = None
+    drawn = {s.plot for s in scales if s.plot}
+    for stale in PLOTS:
+        if stale not in drawn:
+            (plots_dir / stale).unlink(missing_ok=True)
+    known = {n for n, (_, d) in docs.items() if summarised(n, d)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "REPORT.md").write_text(render(sections, scales, docs, unreadable, known))
+    figures = [asdict(f) for s in sections for f in s.figures]
+    report = {
+        "generated_by": "bench/report.py",
+        "sources": {
+            name: {
+                "benchmark": doc.get("benchmark"),
+                "measured_at": measured_at(doc),
+                "machine": machine_of(doc),
+            }
+            for name, (_, doc) in sorted(docs.items())
+        },
+        "unreadable": unreadable,
+        "summary": {s: sum(f["status"] == s for f in figures if f["goal"]) for s in (MET, NOT_MET, MISSING)},
+        "figures": figures,
+        "scale": [
+            {"title": s.title, "header": s.header, "rows": s.rows, "notes": s.notes, "plot": s.plot} for s in scales
+        ],
+        "plots": sorted(f"plots/{p}" for p in drawn),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the report from the results folder."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of result JSONs")
+    parser.add_argument("--out", type=Path, default=None, help="where REPORT.md etc. go (default: --results)")
+    args = parser.parse_args(argv)
+    report = build(args.results, args.out or args.results)
+    summary = report["summary"]
+    print(
+        f"wrote {(args.out or args.results) / 'REPORT.md'}: {summary[MET]} met, {summary[NOT_MET]} not met, "
+        f"{summary[MISSING]} missing; plots: {', '.join(report['plots']) or 'none'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
