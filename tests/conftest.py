@@ -154,3 +154,25 @@ def mlflow_tracking_uri(engine_settings: Settings) -> Iterator[str]:
         yield endpoint
     finally:
         supervisor.down()
+
+
+@pytest.fixture(scope="session")
+def redis_url(engine_settings: Settings) -> Iterator[str]:
+    """A real redis-server under the supervisor (``lambdarec services up redis``): Feast's ``host:port``."""
+    from lambdarec.runtime.errors import PrerequisiteError
+    from lambdarec.runtime.redis_server import RedisService
+    from lambdarec.runtime.supervisor import Supervisor
+
+    service = RedisService(engine_settings)
+    try:
+        service.check_prerequisites()
+    except PrerequisiteError as err:
+        pytest.skip(str(err))  # CI fails the run on it (not in ALLOWED_SKIPS): `make setup` installs it
+    supervisor = Supervisor(engine_settings, [service])
+    supervisor.up()
+    try:
+        endpoint = supervisor.endpoint(service.name)
+        assert endpoint is not None
+        yield endpoint
+    finally:
+        supervisor.down()

@@ -33,7 +33,7 @@ app = typer.Typer(
     add_completion=False,
 )
 services_app = typer.Typer(
-    help="Start, stop and inspect the embedded engines (Kafka, Milvus, MLflow).", no_args_is_help=True
+    help="Start, stop and inspect the embedded engines (Kafka, Milvus, MLflow; Redis by name).", no_args_is_help=True
 )
 dlq_app = typer.Typer(help="Inspect the dead-letter topic.", no_args_is_help=True)
 app.add_typer(services_app, name="services")
@@ -81,7 +81,10 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 # -- services ---------------------------------------------------------------------------------
 @services_app.command("up")
 def services_up(
-    names: Annotated[list[str] | None, typer.Argument(help="Services to start (default: all).")] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Services to start (default: kafka, milvus, mlflow; `redis` only by name)."),
+    ] = None,
 ) -> None:
     """Start the embedded engines and wait until each one is healthy."""
     from lambdarec.runtime.errors import RuntimeServiceError

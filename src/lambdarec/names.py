@@ -60,6 +60,8 @@ ITEM_EMBEDDINGS_ALIAS: Final = "item_embeddings"
 KAFKA_SERVICE: Final = "kafka"
 MILVUS_SERVICE: Final = "milvus"
 MLFLOW_SERVICE: Final = "mlflow"
+REDIS_SERVICE: Final = "redis"
+"""The Redis online store of a Redis environment run locally (``services up redis``; local uses SQLite)."""
 
 # Session features (speed layer, batch layer and request time compute them with
 # lambdarec.features.session) ------------------------------------------------------------------

@@ -70,6 +70,19 @@ class MlflowSettings(BaseModel):
     port: int = 0
 
 
+class RedisSettings(BaseModel):
+    """The embedded Redis (``lambdarec services up redis``), for an environment whose online store is Redis.
+
+    The address clients use is :attr:`Settings.redis_url` (``LAMBDAREC_REDIS_URL``) when set,
+    else the running embedded server's.
+    """
+
+    port: int = Field(default=0, description="Embedded server port; 0 picks a free port on first start (kept after).")
+    server: str = Field(
+        default="redis-server", description="The redis-server executable: a name on PATH or a path (Debian package)."
+    )
+
+
 class ServingSettings(BaseModel):
     """The recommender service (BentoML over HTTP, plus a gRPC server in the same process)."""
 
@@ -98,6 +111,14 @@ class ServingSettings(BaseModel):
         "log line per request costs the single worker measurable time.",
     )
     reload_interval_s: float = Field(default=10.0, gt=0, description="How often the model alias is checked.")
+    online_store_timeout_ms: float = Field(
+        default=20.0,
+        gt=0,
+        description=(
+            "Connect and read timeout of the recommender's Redis client (no backoff, one immediate retry on a "
+            "broken connection): a dead or stalled store costs at most this, well inside the latency budget."
+        ),
+    )
 
 
 class StorefrontSettings(BaseModel):
@@ -139,7 +160,15 @@ class Settings(BaseSettings):
             "`0.0.0.0` opens them to the network (see the README on what then protects them)."
         ),
     )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Feast's Redis connection string (host:port[,password=...,ssl=true]) for an environment whose "
+            "feature_store.yaml uses Redis; None means the embedded server (`lambdarec services up redis`)."
+        ),
+    )
     kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
     milvus: MilvusSettings = MilvusSettings()
     mlflow: MlflowSettings = MlflowSettings()
     serving: ServingSettings = ServingSettings()

@@ -1,6 +1,6 @@
 """Nothing listens beyond the machine by default: every socket of the embedded engines is on loopback.
 
-The session's Kafka, Milvus and MLflow (the shared fixtures, started as `lambdarec services up`
+The session's Kafka, Milvus, MLflow and Redis (the shared fixtures, started as `lambdarec services up`
 starts them) are inspected with psutil: every listening TCP socket and bound UDP socket of each
 engine's process tree must be on 127.0.0.0/8 or ::1. Opening Kafka and MLflow up is a deliberate
 setting (``LAMBDAREC_LISTEN_HOST=0.0.0.0``). The speed layer's Flink job gets the same check in
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lambdarec.names import KAFKA_SERVICE, MILVUS_SERVICE, MLFLOW_SERVICE
+from lambdarec.names import KAFKA_SERVICE, MILVUS_SERVICE, MLFLOW_SERVICE, REDIS_SERVICE
 from lambdarec.runtime.exposure import ListeningSocket, exposed_sockets, listening_sockets
 from lambdarec.runtime.kafka import KafkaService
 from lambdarec.runtime.milvus import _COMPONENT_PORTS
@@ -35,10 +35,15 @@ KNOWN_EXPOSED: dict[str, tuple[frozenset[str], str]] = {
 }
 
 # The session fixture that starts each engine.
-STARTED_BY = {KAFKA_SERVICE: "kafka_bootstrap", MILVUS_SERVICE: "milvus_uri", MLFLOW_SERVICE: "mlflow_tracking_uri"}
+STARTED_BY = {
+    KAFKA_SERVICE: "kafka_bootstrap",
+    MILVUS_SERVICE: "milvus_uri",
+    MLFLOW_SERVICE: "mlflow_tracking_uri",
+    REDIS_SERVICE: "redis_url",
+}
 
 
-@pytest.mark.parametrize("service", [KAFKA_SERVICE, MLFLOW_SERVICE, MILVUS_SERVICE])
+@pytest.mark.parametrize("service", [KAFKA_SERVICE, MLFLOW_SERVICE, MILVUS_SERVICE, REDIS_SERVICE])
 def test_engine_listens_on_loopback_only(
     request: pytest.FixtureRequest, engine_settings: Settings, service: str
 ) -> None:

@@ -70,3 +70,14 @@ def test_old_java_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.setenv("PATH", os.environ["PATH"])
     with pytest.raises(PrerequisiteError, match="Java 11"):
         java_executable()
+
+
+def test_missing_redis_server_names_the_fix(tmp_path: Path) -> None:
+    from lambdarec.runtime.redis_server import RedisService
+    from lambdarec.runtime.supervisor import Supervisor
+    from lambdarec.settings import load_settings
+
+    settings = load_settings("local", state_dir=tmp_path, redis={"server": "no-such-redis-server"})
+    with pytest.raises(PrerequisiteError, match=r"apt-get install -y redis-server.*make setup"):
+        Supervisor(settings, [RedisService(settings)]).up(["redis"])
+    assert not (tmp_path / "services" / "redis" / "service.json").exists()  # nothing was launched

@@ -151,3 +151,25 @@ def test_endpoints_come_from_settings_else_the_running_service(settings: Setting
         assert resolve_endpoint(settings, None, service, "LAMBDAREC_X") == status.endpoint
     finally:
         supervisor.down()
+
+
+class OnRequestService(HttpService):
+    """A stand-in for Redis: known to the supervisor, started only by name."""
+
+    name = "on-request"
+    started_by_default = False
+
+
+def test_a_service_not_started_by_default_joins_down_and_status_while_it_runs(settings: Settings) -> None:
+    supervisor = Supervisor(settings, [HttpService(settings), OnRequestService(settings)])
+    try:
+        assert [s.name for s in supervisor.up()] == ["web"]  # a bare `up` leaves it alone
+        assert [s.name for s in supervisor.status()] == ["web"]
+        (started,) = supervisor.up(["on-request"])
+        assert started.healthy
+        assert [s.name for s in supervisor.status()] == ["web", "on-request"]
+        assert supervisor.down() == ["on-request", "web"]  # a bare `down` stops it too
+        assert started.pid is not None
+        assert not psutil.pid_exists(started.pid) or psutil.Process(started.pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        supervisor.down(["web", "on-request"])

@@ -18,6 +18,7 @@ from lambdarec.runtime import topology
 from lambdarec.runtime.kafka import KafkaService
 from lambdarec.runtime.milvus import MilvusService
 from lambdarec.runtime.mlflow import MlflowService
+from lambdarec.runtime.redis_server import RedisService
 from lambdarec.runtime.supervisor import default_services
 from lambdarec.settings import Settings, find_project_root
 from lambdarec.stream.service import PusherService, StreamJobService
@@ -33,6 +34,7 @@ def _runtime_services(settings: Settings) -> dict[str, object]:
         KafkaService(settings),
         MilvusService(settings),
         MlflowService(settings),
+        RedisService(settings),
         StreamJobService(settings, "127.0.0.1:9092"),
         PusherService(settings, "127.0.0.1:9092"),
     ]
@@ -71,6 +73,7 @@ def test_port_names_agree(settings: Settings) -> None:
         (KafkaService, topology.KAFKA, "127.0.0.1:{port}"),
         (MilvusService, topology.MILVUS, "http://127.0.0.1:{port}"),
         (MlflowService, topology.MLFLOW, "http://127.0.0.1:{port}"),
+        (RedisService, topology.REDIS, "127.0.0.1:{port}"),
     ],
 )
 def test_client_addresses_agree(settings: Settings, service_cls: type, spec: topology.Service, expected: str) -> None:

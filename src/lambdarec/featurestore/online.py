@@ -476,3 +476,91 @@ class OnlineFeatureReader:
 
 def _copy(projection: Any) -> Any:
     return copy.copy(projection)
+
+
+def _redis_of(store: FeatureStore) -> tuple[Any, Any] | None:
+    """Feast's Redis online store object and its config, or None when the online store is not Redis."""
+    from feast.infra.online_stores.redis import RedisOnlineStore
+
+    online = store._get_provider().online_store  # noqa: SLF001 - Feast's own store object
+    if not isinstance(online, RedisOnlineStore):
+        return None
+    return online, store.config.online_store
+
+
+def bound_online_store_waits(store: FeatureStore, timeout_s: float) -> bool:
+    """Make a dead or stalled Redis online store cost a read milliseconds, not seconds.
+
+    redis-py's defaults have no socket timeouts and retry a failed command three times with
+    exponential backoff (base 1 s): measured here, one read against a stopped server took 6-10 s.
+    A request path with a latency budget of tens of milliseconds would give up on the read while
+    the read kept an I/O thread busy for seconds. This sets Feast's Redis client (built once per
+    store, shared by every reader of the store) to connect and read timeouts of ``timeout_s``, and
+    to one immediate retry on a broken connection (a pooled connection the server closed when it
+    restarted) but none on a timeout (a stalled server would only stall again).
+
+    Call it before the first read; writers (materialize, the pusher) keep Feast's defaults.
+
+    Args:
+        store: The feature store whose online store is read.
+        timeout_s: Connect and read timeout in seconds.
+
+    Returns:
+        True when the online store is Redis and its client now fails fast; False for stores with
+        nothing to wait for (SQLite is a local file).
+
+    Raises:
+        NotImplementedError: Redis Cluster or the GLIDE client (their clients are built differently).
+    """
+    found = _redis_of(store)
+    if found is None:
+        return False
+    from feast.infra.online_stores.redis import RedisClient, RedisType
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.retry import Retry
+
+    online, config = found
+    if config.redis_type == RedisType.redis_cluster or config.client != RedisClient.redis:
+        raise NotImplementedError(
+            f"bounded waits are implemented for redis-py on Redis or Sentinel, not {config.redis_type.value} "
+            f"with {config.client.value}"
+        )
+    client = online._get_client(config)  # noqa: SLF001 - Feast builds it lazily; it connects on first use
+    client.connection_pool.connection_kwargs.update(socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    client.set_retry(Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
+    return True
+
+
+def ping_online_store(store: FeatureStore) -> None:
+    """Raise when the online store cannot answer reads now (for readiness probes).
+
+    Redis: a ``PING`` through the store's own client (so its timeouts apply); SQLite: the database
+    file exists (materialize or the pusher creates it). Other stores are not probed.
+
+    Raises:
+        ConnectionError: Redis did not answer (``redis.exceptions.RedisError`` is re-raised as this).
+        FileNotFoundError: No SQLite database yet.
+    """
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    found = _redis_of(store)
+    if found is not None:
+        from redis.exceptions import RedisError
+
+        online, config = found
+        try:
+            online._get_client(config).ping()  # noqa: SLF001 - the client the reads use
+        except RedisError as err:
+            raise ConnectionError(f"Redis at {_address(config.connection_string)} does not answer: {err}") from err
+        return
+    online = store._get_provider().online_store  # noqa: SLF001
+    if isinstance(online, SqliteOnlineStore):
+        path = Path(SqliteOnlineStore._get_db_path(store.config))  # noqa: SLF001
+        if not path.exists():
+            raise FileNotFoundError(f"no SQLite online store at {path} (materialize first)")
+
+
+def _address(connection_string: str) -> str:
+    """The host:port part of a Redis connection string (never its password)."""
+    return ",".join(part for part in connection_string.split(",") if "=" not in part)

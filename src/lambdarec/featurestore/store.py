@@ -23,6 +23,7 @@ import yaml
 
 from lambdarec import names
 from lambdarec.batch.lake import Lake
+from lambdarec.runtime.topology import REDIS_URL_ENV
 from lambdarec.settings import Settings, find_project_root
 
 if TYPE_CHECKING:
@@ -61,15 +62,36 @@ def config_values(settings: Settings) -> dict[str, str]:
     values = {k: v for k, v in os.environ.items() if k.startswith(("LAMBDAREC_", "FEAST_"))}
     values.setdefault("FEAST_DIR", str(feast_dir(settings)))
     values.setdefault("LAMBDAREC_LAKE_DIR", str(Lake.under(settings.state_dir).root))
+    if settings.redis_url is not None:
+        values[REDIS_URL_ENV] = settings.redis_url.get_secret_value()  # an explicit setting wins
     return values
+
+
+def redis_connection_string(settings: Settings) -> str:
+    """The Redis online store's address: ``settings.redis_url`` (``LAMBDAREC_REDIS_URL``), else the embedded server's.
+
+    Raises:
+        ServiceNotRunningError: Neither is set nor running; the message names both fixes.
+    """
+    if settings.redis_url is not None:
+        return settings.redis_url.get_secret_value()
+    configured = os.environ.get(REDIS_URL_ENV)
+    from lambdarec.runtime.redis_server import RedisService
+    from lambdarec.runtime.supervisor import resolve_endpoint
+
+    return resolve_endpoint(settings, configured, RedisService(settings), REDIS_URL_ENV)
 
 
 def load_config_dict(settings: Settings, path: Path | None = None) -> dict[str, Any]:
     """The environment's ``feature_store.yaml`` with its placeholders filled in.
 
+    ``${LAMBDAREC_REDIS_URL}`` falls back to the embedded Redis (``lambdarec services up redis``)
+    when neither the setting nor the variable names a server.
+
     Raises:
         FileNotFoundError: No ``feature_store.yaml`` for the environment.
-        ValueError: A placeholder has no value (e.g. ``LAMBDAREC_REDIS_URL`` unset for prod).
+        ValueError: A placeholder has no value (e.g. ``LAMBDAREC_REDIS_URL`` unset for prod and no
+            embedded Redis running).
     """
     if path is None:
         root = find_project_root()
@@ -78,6 +100,13 @@ def load_config_dict(settings: Settings, path: Path | None = None) -> dict[str, 
         path = root / "environments" / settings.env / "feature_store.yaml"
     text = path.read_text()
     values = config_values(settings)
+    if REDIS_URL_ENV in _PLACEHOLDER.findall(text) and REDIS_URL_ENV not in values:
+        from lambdarec.runtime.errors import ServiceNotRunningError
+
+        try:
+            values[REDIS_URL_ENV] = redis_connection_string(settings)
+        except ServiceNotRunningError as err:
+            raise ValueError(f"{path}: {err}") from err
     missing = sorted({m for m in _PLACEHOLDER.findall(text) if m not in values})
     if missing:
         raise ValueError(f"{path}: set {', '.join(missing)} in the environment")

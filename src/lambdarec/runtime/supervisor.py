@@ -36,13 +36,14 @@ class ServiceStatus:
 
 
 def default_services(settings: Settings) -> list[ManagedService]:
-    """The engines that ``services up`` starts, in start order."""
+    """The engines that ``services`` knows, in start order (a bare ``up`` skips those not started by default)."""
     # Imported here so that listing services never pays for every client library.
     from lambdarec.runtime.kafka import KafkaService
     from lambdarec.runtime.milvus import MilvusService
     from lambdarec.runtime.mlflow import MlflowService
+    from lambdarec.runtime.redis_server import RedisService
 
-    return [KafkaService(settings), MilvusService(settings), MlflowService(settings)]
+    return [KafkaService(settings), MilvusService(settings), MlflowService(settings), RedisService(settings)]
 
 
 class Supervisor:
@@ -54,7 +55,8 @@ class Supervisor:
 
     def _select(self, names: Iterable[str] | None) -> list[ManagedService]:
         if not names:
-            return list(self.services.values())
+            # "All" is every service started by default, plus the others (Redis) while they run.
+            return [s for s in self.services.values() if s.started_by_default or self._live_record(s) is not None]
         unknown = [n for n in names if n not in self.services]
         if unknown:
             raise RuntimeServiceError(f"unknown service(s) {unknown}; known: {sorted(self.services)}")
@@ -69,7 +71,7 @@ class Supervisor:
         """Start every selected service that is not running and wait until all are healthy.
 
         Args:
-            names: Services to start; all when empty.
+            names: Services to start; when empty, those started by default.
             on_event: Called with (service, message) as each one progresses.
 
         Returns:

@@ -5,7 +5,7 @@ One description, two readers:
 
 * the embedded runtime (``lambdarec services`` / ``lambdarec stream start``) takes its port
   names and its client endpoints from here (``kafka.py``, ``milvus.py``, ``mlflow.py``,
-  ``stream/service.py``), picking free port numbers on loopback;
+  ``redis_server.py``, ``stream/service.py``), picking free port numbers on loopback;
 * the Pulumi program (``infra/``) declares one container (local stack) or one managed
   resource (cloud stacks) per entry, publishes :attr:`Port.number`, wires each service's
   environment from the services it :attr:`~Service.depends_on` and orders start-up by it.
@@ -109,8 +109,8 @@ class Service:
         return next(iter(values.values()))
 
 
-# Names of the services that are not embedded processes (yet) ------------------------------------
-REDIS_SERVICE: Final = "redis"
+# Names of the services that are not embedded processes (yet), and Redis' for infra/ ---------------
+REDIS_SERVICE: Final = names.REDIS_SERVICE
 MLFLOW_DB_SERVICE: Final = "mlflow-db"
 SPARK_SERVICE: Final = "spark"
 AIRFLOW_SERVICE: Final = "airflow"
@@ -161,9 +161,10 @@ MLFLOW: Final = Service(
 )
 REDIS: Final = Service(
     name=REDIS_SERVICE,
-    role="the Feast online store (the embedded environment uses SQLite)",
+    role="the Feast online store of staging and prod (embedded on request: `services up redis`; local uses SQLite)",
     ports=(Port("port", 6379, "tcp"),),
     client_env=_env(**{REDIS_URL_ENV: "{host}:{port}"}),
+    embedded=True,
 )
 STREAM_JOB: Final = Service(
     name=names.STREAM_JOB_SERVICE,

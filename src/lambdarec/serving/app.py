@@ -151,14 +151,24 @@ class ServingApp:
         _freeze_heap()
 
     def _open_store(self) -> None:
-        from lambdarec.featurestore.online import OnlineFeatureReader
+        """Open the store's registry and readers; nothing here needs the online store itself to answer.
+
+        A Redis that is down at start-up does not stop the model from loading: reads fail fast
+        (``online_store_unavailable`` answers) until it is back, and ``/readyz`` says so meanwhile.
+        """
+        from lambdarec.featurestore.online import OnlineFeatureReader, bound_online_store_waits
         from lambdarec.featurestore.store import open_store
         from lambdarec.models.sources import OnlineFeatureSource
 
         try:
-            self._store = open_store(self.settings)
-            self.path.features = OnlineFeatureSource(self._store)
-            self._trending_reader = OnlineFeatureReader(self._store, names.FALLBACK_FEATURE_SERVICE)
+            store = open_store(self.settings)
+            try:
+                bound_online_store_waits(store, self.settings.serving.online_store_timeout_ms / 1000)
+            except NotImplementedError as err:
+                log.warning("online store waits are not bounded: %s", err)
+            self.path.features = OnlineFeatureSource(store)
+            self._trending_reader = OnlineFeatureReader(store, names.FALLBACK_FEATURE_SERVICE)
+            self._store = store
             self.status["online_store"] = "open"
         except Exception as err:  # noqa: BLE001 - served by the fallbacks until it is back
             self.status["online_store"] = f"unavailable: {err}"
@@ -253,13 +263,23 @@ class ServingApp:
         return self.path.recommend(requests)
 
     def readiness(self) -> tuple[bool, dict[str, str]]:
-        """Ready when a model is loaded, the online store is open and the index connected."""
-        ready = (
-            self.path.model is not None
-            and self.status["online_store"] == "open"
-            and self.status["index"] == "connected"
-        )
-        return ready, dict(self.status)
+        """Ready when a model is loaded, the online store answers now and the index is connected.
+
+        The store is probed on each call (a Redis ``PING`` within the bounded timeout): it can go
+        away after it was opened, and come back without a restart.
+        """
+        from lambdarec.featurestore.online import ping_online_store
+
+        status = dict(self.status)
+        store_ok = False
+        if self._store is not None:
+            try:
+                ping_online_store(self._store)
+                store_ok = True
+            except Exception as err:  # noqa: BLE001 - any probe failure means: not ready, with why
+                status["online_store"] = f"unreachable: {err}"
+        ready = self.path.model is not None and store_ok and status["index"] == "connected"
+        return ready, status
 
     def close(self) -> None:
         """Release the store, the index client and the I/O threads."""
