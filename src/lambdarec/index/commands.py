@@ -75,29 +75,29 @@ def swap(
 ) -> None:
     """Point the index alias at a version's collection and make it (and its DeepFM) champion, together.
 
-    The Milvus alias moves first (atomically); if moving the MLflow champion alias then
-    fails, the Milvus alias is moved back, so the two never disagree.
+    MLflow must answer before anything moves. The Milvus alias moves first (atomically); if moving
+    the MLflow champion alias then fails, the Milvus alias is put back on the collection it named
+    before (or removed, if it did not exist), so the two never disagree.
     """
-    from lambdarec.index.milvus import connect_settings, swap_alias
-    from lambdarec.names import CHAMPION_ALIAS, TWO_TOWER_MODEL
+    from lambdarec.index.milvus import connect_settings, restore_alias, swap_alias
     from lambdarec.runtime.errors import RuntimeServiceError
-    from lambdarec.tracking.mlflow_log import alias_version, promote
+    from lambdarec.tracking.mlflow_log import promote, require_tracking
     from lambdarec.vectors import mlflow_tracking_uri
 
     try:
         settings = _settings()
         uri = mlflow_tracking_uri(settings)
+        require_tracking(uri)
         client = connect_settings(settings)
         try:
-            previous_version = alias_version(uri, TWO_TOWER_MODEL, CHAMPION_ALIAS)
             previous = swap_alias(client, model_version)
             try:
                 promote(uri, model_version)
             except Exception as err:
-                if previous is not None and previous_version is not None:
-                    swap_alias(client, previous_version)
+                restore_alias(client, previous)
                 raise _fail(
-                    f"could not move the MLflow champion alias ({err}); the index alias was moved back"
+                    f"could not move the MLflow champion alias ({str(err)[:300]}); the index alias was put back on "
+                    f"{previous or 'nothing (removed)'}"
                 ) from None
         finally:
             client.close()

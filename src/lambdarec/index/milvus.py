@@ -185,6 +185,15 @@ def swap_alias(client: Any, model_version: str | int, alias: str = ITEM_EMBEDDIN
     return previous
 
 
+def restore_alias(client: Any, previous: str | None, alias: str = ITEM_EMBEDDINGS_ALIAS) -> None:
+    """Put the alias back where :func:`swap_alias` found it: on ``previous``, or nowhere when it was None."""
+    if previous is None:
+        if current_collection(client, alias) is not None:
+            client.drop_alias(alias)
+    elif current_collection(client, alias) != previous:
+        client.alter_alias(previous, alias)
+
+
 def search(
     client: Any,
     queries: np.ndarray,

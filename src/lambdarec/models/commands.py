@@ -250,12 +250,13 @@ def run_models_stage(
 
     from lambdarec.batch.lake import Lake
     from lambdarec.evaluate.report import render_table
-    from lambdarec.tracking.mlflow_log import log_training_run
+    from lambdarec.tracking.mlflow_log import log_training_run, require_tracking
     from lambdarec.vectors import mlflow_tracking_uri
 
     out = console or Console(quiet=True)
     _limit_threads()
     uri = mlflow_tracking_uri(settings)
+    require_tracking(uri)  # before minutes of training, not after
     progress, update = _progress_bar(out)
     started = time.monotonic()
     with progress:
@@ -268,6 +269,7 @@ def run_models_stage(
     if catalogue["item_id"]:
         recommender.build_index(catalogue)
     train_s = time.monotonic() - started
+    require_tracking(uri)  # it may have gone away while the models trained: fail cleanly, nothing logged
     tracked = log_training_run(uri, recommender, result, dataset=label, promote=promote)
     out.print(
         f"MLflow run {tracked.run_id}: two-tower v{tracked.two_tower_version}, DeepFM v{tracked.deepfm_version} "

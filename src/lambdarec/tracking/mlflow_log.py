@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from lambdarec import names
+from lambdarec.runtime.errors import RuntimeServiceError
 
 BUNDLE_ARTIFACT = "bundle"
 """Artifact folder of a run holding the serving bundle (:mod:`lambdarec.models.bundle`)."""
@@ -198,15 +199,57 @@ def _has_alias(client: Any, model_name: str, alias: str) -> bool:
     return True
 
 
+class TrackingUnavailableError(RuntimeServiceError):
+    """The MLflow tracking server does not answer; nothing was changed."""
+
+
+def require_tracking(tracking_uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast when an HTTP tracking server does not answer its health check.
+
+    MLflow's client retries a refused connection for about four minutes (7 retries, backoff
+    factor 2) before it raises; a command that moves aliases checks first, so that it fails in
+    seconds with a clear message, before it has moved anything.
+
+    Raises:
+        TrackingUnavailableError: The server does not answer ``/health`` within ``timeout_s``.
+    """
+    import urllib.error
+    import urllib.request
+
+    if not tracking_uri.startswith(("http://", "https://")):
+        return  # a file or database store: nothing to reach
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - http(s) only, checked above
+            if response.status == 200:
+                return
+            problem = f"HTTP {response.status}"
+    except (urllib.error.URLError, OSError) as err:
+        problem = str(getattr(err, "reason", err))
+    raise TrackingUnavailableError(
+        f"the MLflow tracking server at {tracking_uri} does not answer ({problem}); nothing was changed: "
+        "start it (`lambdarec services up mlflow`) and run the command again"
+    )
+
+
 def alias_version(tracking_uri: str, model_name: str, alias: str) -> str | None:
-    """The version an alias points at, or None."""
+    """The version an alias points at, or None when the model or the alias does not exist.
+
+    Raises:
+        MlflowException: Any other failure (a server that does not answer is not "no alias").
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, ErrorCode
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
     try:
         return str(client.get_model_version_by_alias(model_name, alias).version)
-    except Exception:
-        return None
+    except MlflowException as err:
+        # An unknown alias is INVALID_PARAMETER_VALUE, an unknown model RESOURCE_DOES_NOT_EXIST.
+        if err.error_code in {ErrorCode.Name(INVALID_PARAMETER_VALUE), ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)}:
+            return None
+        raise
 
 
 def set_alias(tracking_uri: str, model_name: str, alias: str, version: str) -> None:
@@ -233,9 +276,25 @@ def promote(tracking_uri: str, two_tower_version: str) -> dict[str, str]:
     if not ranker:
         raise ValueError(f"no {names.DEEPFM_MODEL} version was trained in run {run_id}")
     versions = {names.TWO_TOWER_MODEL: str(two_tower_version), names.DEEPFM_MODEL: str(ranker[0].version)}
-    for model_name, version in versions.items():
-        client.set_registered_model_alias(model_name, names.CHAMPION_ALIAS, version)
+    before = {model_name: alias_version(tracking_uri, model_name, names.CHAMPION_ALIAS) for model_name in versions}
+    moved: list[str] = []
+    try:
+        for model_name, version in versions.items():
+            client.set_registered_model_alias(model_name, names.CHAMPION_ALIAS, version)
+            moved.append(model_name)
+    except Exception:
+        # The two champions move together or not at all: put back what already moved.
+        for model_name in moved:
+            _restore_alias(client, model_name, names.CHAMPION_ALIAS, before[model_name])
+        raise
     return versions
+
+
+def _restore_alias(client: Any, model_name: str, alias: str, version: str | None) -> None:
+    if version is None:
+        client.delete_registered_model_alias(model_name, alias)
+    else:
+        client.set_registered_model_alias(model_name, alias, version)
 
 
 def download_bundle(tracking_uri: str, version: str, dst: Path) -> Path:

@@ -1,7 +1,7 @@
 """Real MLflow server and real Milvus: runs logged, models registered with aliases, index built and swapped.
 
 Uses the session fixtures ``mlflow_tracking_uri`` and ``milvus_uri`` (tests/conftest.py), so
-each server starts once per test session.
+each server starts once per test session, and ``trained`` (conftest.py beside this file).
 """
 
 from __future__ import annotations
@@ -15,31 +15,6 @@ from lambdarec import names
 
 pytestmark = pytest.mark.integration
 torch = pytest.importorskip("torch")
-
-
-@pytest.fixture(scope="module")
-def trained() -> tuple[Any, Any]:
-    """A tiny two-stage recommender trained on seeded synthetic events, with its evaluation."""
-    from fake_source import EventFeatureSource
-    from lambdarec.data import generate_events_table
-    from lambdarec.evaluate.report import evaluate_split
-    from lambdarec.models.data import load_events, temporal_split
-    from lambdarec.models.deepfm import DeepFMConfig
-    from lambdarec.models.pipeline import PipelineConfig
-    from lambdarec.models.two_tower import TwoTowerConfig
-
-    torch.set_num_threads(2)
-    events = load_events(generate_events_table(4000, 150, 80, seed=5))
-    source = EventFeatureSource(events)  # the tracking and the index are under test here, not Feast
-    split = temporal_split(events, source)
-    config = PipelineConfig(
-        two_tower=TwoTowerConfig(dim=16, hidden=32, epochs=2, batch_size=256),
-        deepfm=DeepFMConfig(embedding_dim=4, hidden=(16,), epochs=2, batch_size=512),
-        retrieval_k=30,
-        neighbour_k=10,
-    )
-    result, recommender = evaluate_split(split, source, config, dataset="synthetic:it")
-    return recommender, result
 
 
 def test_training_run_is_logged_and_registered_with_aliases(mlflow_tracking_uri: str, trained: Any) -> None:
