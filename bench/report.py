@@ -498,7 +498,7 @@ def retrieval_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sec
                 ),
                 command=command,
                 measured_at=when,
-                load_1m=first_load(*doc.get("indexes", {}).values(), doc),
+                load_1m=first_load(best[3] if best else None, *doc.get("indexes", {}).values(), doc),
             )
         )
     if not any("jittered_items" in docs[n][1] and not docs[n][1]["jittered_items"] for n in files):
@@ -746,7 +746,14 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
                     goal=goal_text("<=", goal_s, "s") + f" at {fmt(goal_events)} events" if at_goal else None,
                     goal_source=goal_src if at_goal else None,
                     meaning=(
-                        "two-tower + DeepFM training wall seconds (their fit loops and what each needs around it); "
+                        "two-tower + DeepFM training wall seconds (their fit loops and what each needs around it"
+                        + (
+                            f": fit loops {fmt((timings.get('two_tower') or {}).get('loop_wall_s'))} s + "
+                            f"{fmt((timings.get('deepfm') or {}).get('loop_wall_s'))} s"
+                            if timings.get("two_tower")
+                            else ""
+                        )
+                        + "); "
                         + (
                             f"whole run {fmt((timings.get('total') or {}).get('wall_s'))} s wall / "
                             f"{fmt((timings.get('total') or {}).get('cpu_s'))} CPU-s"
