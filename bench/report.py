@@ -726,6 +726,12 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
                 continue
             split, training, timings = result.get("split", {}), result.get("training", {}), result.get("timings", {})
             events = split.get("events")
+            rerun = (
+                f"{PY} bench/bench_models.py --datasets {dataset}"
+                + (f" --events {events}" if dataset == "synthetic" and events else "")
+                if phase == "after"
+                else "none: the in-process pipeline is gone (bench_models.py now trains through the store)"
+            )
             if "train_both_s" in result:
                 train_s = result.get("train_both_s")
             elif "two_tower_train_s" in training:
@@ -761,8 +767,7 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
                             else f"whole run {fmt(result.get('total_s'))} s"
                         )
                     ),
-                    command=f"{PY} bench/bench_models.py --datasets {dataset}"
-                    + (f" --events {events}" if dataset == "synthetic" and events else ""),
+                    command=rerun,
                     measured_at=when,
                     load_1m=load,
                     note="; ".join(
@@ -812,7 +817,7 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
                         goal_source="the JSON" if named_in_goal else None,
                         meaning=f"{fmt(split.get('test_examples_evaluated'))} test targets, temporal split",
                         note=superseded,
-                        command=f"{PY} bench/bench_models.py --datasets {dataset}",
+                        command=rerun,
                         measured_at=when,
                         load_1m=load,
                     )
