@@ -535,7 +535,17 @@ def retrieval_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sec
         "Retrieval: " + " → ".join(f"{fmt(s)} items" for s in sizes),
         ["index, setting", *[f"p50 / p99 at {fmt(s)} items" for s in sizes], "build s"],
         rows,
-        notes=["Sources: " + ", ".join(f"{n} ({measured_at(docs[n][1], docs[n][0])})" for n in files) + "."],
+        notes=[
+            "Sources: "
+            + ", ".join(f"{n} ({measured_at(docs[n][1], docs[n][0])})" for n in files)
+            + "."
+            + (
+                " The 1-minute load was not recorded for these runs: on the shared machine, part of a difference "
+                "in p99 between sizes may be other work, not the index."
+                if all(first_load(*docs[n][1].get("indexes", {}).values()) == NOT_RECORDED for n in files)
+                else ""
+            )
+        ],
         plot="retrieval_scale.png",
         series=series,
         x_label="items indexed",
@@ -1191,9 +1201,15 @@ def draw(scale: Scale, out: Path) -> bool:
         ax.axhline(scale.goal_line, color="red", linewidth=1, linestyle=":", label=f"goal {fmt(scale.goal_line)}")
     if scale.log_x:
         ax.set_xscale("log")
-    ax.set_yscale("log")
+    values = [y for points in scale.series.values() for _, y in points if y > 0]
+    # A log axis shows growth over decades; over less than one decade it only hides the numbers.
+    log_y = bool(values) and max(values) / min(values) >= 10
+    if log_y:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(0, max([*values, scale.goal_line or 0]) * 1.1)
     plain = FuncFormatter(lambda v, _: fmt(v))
-    for axis in (ax.xaxis, ax.yaxis):
+    for axis in (ax.xaxis, ax.yaxis) if log_y else (ax.xaxis,):
         axis.set_major_formatter(plain)
         # Label the 2s, 3s and 5s between decades, or a log axis may show a single number.
         axis.set_minor_formatter(FuncFormatter(lambda v, _: fmt(v) if f"{v:.0e}"[0] in "235" else ""))
