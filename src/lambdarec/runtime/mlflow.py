@@ -11,6 +11,13 @@ from lambdarec.names import MLFLOW_SERVICE
 from lambdarec.runtime.service import ManagedService
 from lambdarec.runtime.topology import MLFLOW
 
+# Builds MLflow's whole schema (tracking and registry) in the database named by argv[1].
+_CREATE_SCHEMA = (
+    "import sys\n"
+    "from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore\n"
+    "SqlAlchemyStore(sys.argv[1], sys.argv[2])\n"
+)
+
 
 class MlflowService(ManagedService):
     """``mlflow server`` on loopback with one worker.
@@ -49,8 +56,43 @@ class MlflowService(ManagedService):
         return self.data_dir / "artifacts"
 
     def prepare(self, ports: Mapping[str, int]) -> None:
-        """Create the data folders; MLflow creates or migrates the database itself."""
+        """Create the data folders and, on first start, the database (all of it, or none of it).
+
+        ``mlflow server`` would create the schema itself, migration by migration in the live file:
+        a start that ran out of disk left a half-migrated database that every later start refused
+        ("table _alembic_tmp_... already exists"). The schema is built in a temporary file here and
+        renamed into place only when it is complete; a failure leaves no database, and the next
+        start builds it again.
+
+        Raises:
+            RuntimeServiceError: The database could not be created (the message says why, e.g. a
+                full disk).
+        """
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        if self.database_path.exists():
+            return  # an existing database is MLflow's to migrate on start
+        partial = self.database_path.with_name(self.database_path.name + ".partial")
+        partial.unlink(missing_ok=True)
+        import subprocess
+
+        created = subprocess.run(
+            [sys.executable, "-c", _CREATE_SCHEMA, f"sqlite:///{partial}", self.artifacts_dir.as_uri()],
+            capture_output=True,
+            text=True,
+            env=self.environment(),
+            check=False,
+        )
+        if created.returncode != 0:
+            partial.unlink(missing_ok=True)
+            from lambdarec.runtime.errors import RuntimeServiceError
+
+            lines = [line for line in created.stderr.strip().splitlines() if line.strip()]
+            cause = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
+            raise RuntimeServiceError(
+                f"could not create MLflow's database in {self.data_dir}: {cause.strip()}; "
+                "nothing was kept, so the next start creates it again"
+            )
+        os.replace(partial, self.database_path)
 
     def command(self, ports: Mapping[str, int]) -> list[str]:
         """Run ``mlflow server`` in the foreground with this environment's Python.
