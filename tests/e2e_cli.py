@@ -10,14 +10,17 @@ from pathlib import Path
 LAMBDAREC = [sys.executable, "-m", "lambdarec.cli"]
 
 
-def run_cli(state: Path, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """``lambdarec --state-dir STATE ARGS...``; raises with both output streams when ``check`` and it fails."""
-    env = {**os.environ, "COLUMNS": "200", "TERM": "dumb"}
+def run_cli(
+    state: Path, *args: str, check: bool = True, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``lambdarec --state-dir STATE ARGS...`` (``env``: extra variables); raises with both output streams when
+    ``check`` and it fails."""
+    variables = {**os.environ, "COLUMNS": "200", "TERM": "dumb", **(env or {})}
     result = subprocess.run(
         [*LAMBDAREC, "--state-dir", str(state), *args],
         capture_output=True,
         text=True,
-        env=env,
+        env=variables,
         timeout=timeout,
         check=False,
     )
