@@ -223,12 +223,17 @@ class MaterializeReport:
         }
 
 
+def source_lake(settings: Settings) -> Lake:
+    """The lake the Feast sources read: ``LAMBDAREC_LAKE_DIR`` when set (another environment's), else the state's."""
+    return Lake(Path(config_values(settings)["LAMBDAREC_LAKE_DIR"]))
+
+
 def _latest_rows(settings: Settings, table: str, start: datetime, end: datetime) -> int:
     """Entities of a gold table with a row in ``[start, end)`` (what materialize writes online)."""
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    folder = Lake.under(settings.state_dir).gold(table)
+    folder = source_lake(settings).gold(table)
     if not folder.exists():
         return 0
     data = ds.dataset(str(folder), format="parquet", partitioning="hive")
@@ -265,7 +270,7 @@ def materialize(
     """
     store = open_store(settings)
     if views is None:
-        lake = Lake.under(settings.state_dir)
+        lake = source_lake(settings)
         views = [view for view, table in BATCH_TABLES.items() if lake.gold(table).exists()]
     started = time.monotonic()
     store.materialize(start_date=start, end_date=end, feature_views=list(views))

@@ -154,6 +154,9 @@ def test_feature_store_config_fills_placeholders(tmp_path: Path, monkeypatch: py
         load_config_dict(prod)
     monkeypatch.setenv("LAMBDAREC_REDIS_URL", "redis.internal:6379")
     assert load_config_dict(prod)["online_store"]["connection_string"] == "redis.internal:6379"
+    # An explicit setting wins over the variable (a test or a CLI passing its own server).
+    pinned = load_settings("prod", state_dir=tmp_path, secret_key="s3cret", redis_url="127.0.0.1:7000")
+    assert load_config_dict(pinned)["online_store"]["connection_string"] == "127.0.0.1:7000"
 
 
 def test_feature_repo_defines_the_versioned_services(tmp_path: Path) -> None:
