@@ -1,7 +1,8 @@
 """One demo run for the whole end-to-end session: every e2e module reads its state and services.
 
 Modules run in name order: ``test_demo_cli`` (the demo's summary, status, replay, dlq), then
-``test_recommender`` (HTTP, gRPC, fallbacks, reload against the demo's recommender), and
+``test_recommender`` (HTTP, gRPC, fallbacks, reload against the demo's recommender), then
+``test_recommender_redis`` (a staging recommender over a Redis online store holding the demo's gold), and
 ``test_shutdown`` last (``services down`` stops every process).
 """
 

@@ -41,17 +41,22 @@ class RedisService(ManagedService):
         """The port pinned in settings (0 = pick a free one, kept across restarts)."""
         return {"port": self.settings.redis.port}
 
-    @property
-    def executable(self) -> str | None:
-        """The ``redis-server`` path, or None when it is not installed."""
-        return shutil.which(self.settings.redis.server)
+    def executable(self) -> str:
+        """The ``redis-server`` path.
+
+        Raises:
+            PrerequisiteError: It is not installed (the message names the fix).
+        """
+        from lambdarec.runtime.errors import PrerequisiteError
+
+        found = shutil.which(self.settings.redis.server)
+        if found is None:
+            raise PrerequisiteError(f"`{self.settings.redis.server}` was not found: {INSTALL_HINT}")
+        return found
 
     def check_prerequisites(self) -> None:
         """Fail fast, naming the fix, when ``redis-server`` is missing."""
-        from lambdarec.runtime.errors import PrerequisiteError
-
-        if self.executable is None:
-            raise PrerequisiteError(f"`{self.settings.redis.server}` was not found: {INSTALL_HINT}")
+        self.executable()
 
     @property
     def config_path(self) -> Path:
@@ -83,10 +88,7 @@ class RedisService(ManagedService):
 
     def command(self, ports: Mapping[str, int]) -> list[str]:
         """Run ``redis-server redis.conf`` in the foreground."""
-        executable = self.executable
-        if executable is None:
-            self.check_prerequisites()  # raises, naming the fix
-        return [str(executable), str(self.config_path)]
+        return [self.executable(), str(self.config_path)]
 
     def endpoint(self, ports: Mapping[str, int]) -> str:
         """Feast's connection string (``host:port``), the value of ``LAMBDAREC_REDIS_URL``."""

@@ -185,10 +185,11 @@ class ServingApp:
             log.warning("Milvus unavailable: %s", err)
 
     def _popular_from_lake(self) -> None:
-        from lambdarec.batch.lake import Lake
+        from lambdarec.featurestore.store import source_lake
 
         try:
-            self.path.fallbacks.popular = popular_from_lake(Lake.under(self.settings.state_dir))
+            # The lake the feature store reads (another environment's when LAMBDAREC_LAKE_DIR says so).
+            self.path.fallbacks.popular = popular_from_lake(source_lake(self.settings))
         except Exception as err:  # noqa: BLE001 - no gold yet: no popular list
             log.warning("no popular items from the lake: %s", err)
 

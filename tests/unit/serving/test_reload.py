@@ -89,3 +89,25 @@ def test_an_unreachable_registry_keeps_the_served_model(
     assert serving.reload_if_changed() is False
     assert serving.path.model is not None and serving.path.model.version == "1"
     assert "MLflow is down" in serving.status["reload"]
+
+
+def test_an_unresolvable_redis_at_start_up_answers_from_the_lakes_popular_items(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Staging with no LAMBDAREC_REDIS_URL and no embedded Redis running: the app opens no store, answers
+    every request from the fallbacks naming the store, is not ready, and says how to fix it."""
+    from lambdarec.serving.contract import RecommendRequest
+
+    monkeypatch.delenv("LAMBDAREC_REDIS_URL", raising=False)
+    monkeypatch.setattr(serving_app, "popular_from_lake", lambda lake: [("p1", 9.0), ("p2", 4.0)])
+    serving = ServingApp(load_settings("staging", state_dir=tmp_path, secret_key="test-only-secret"))
+    serving._open_store()  # noqa: SLF001 - the first step of start(), without Milvus and MLflow
+    serving._popular_from_lake()  # noqa: SLF001
+    assert serving.path.features is None
+    assert "services up redis" in serving.status["online_store"]
+    (answer,) = serving.recommend([RecommendRequest(session_id="s-1", k=2)])
+    assert answer.fallback == "online_store_unavailable"
+    assert [(i.item_id, i.sources) for i in answer.items] == [("p1", ["popular"]), ("p2", ["popular"])]
+    ready, status = serving.readiness()
+    assert not ready and status["online_store"].startswith("unavailable:")
+    serving.close()
