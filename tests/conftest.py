@@ -169,7 +169,7 @@ def redis_url(engine_settings: Settings) -> Iterator[str]:
     except PrerequisiteError as err:
         pytest.skip(str(err))  # CI fails the run on it (not in ALLOWED_SKIPS): `make setup` installs it
     supervisor = Supervisor(engine_settings, [service])
-    supervisor.up()
+    supervisor.up([service.name])
     try:
         endpoint = supervisor.endpoint(service.name)
         assert endpoint is not None

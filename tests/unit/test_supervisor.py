@@ -160,8 +160,14 @@ class OnRequestService(HttpService):
     started_by_default = False
 
 
-def test_a_service_not_started_by_default_joins_down_and_status_while_it_runs(settings: Settings) -> None:
-    supervisor = Supervisor(settings, [HttpService(settings), OnRequestService(settings)])
+def test_a_service_not_started_by_default_joins_down_and_status_while_it_runs(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lambdarec.runtime import supervisor as supervisor_module
+
+    engines = [HttpService(settings), OnRequestService(settings)]
+    monkeypatch.setattr(supervisor_module, "default_services", lambda _settings: engines)
+    supervisor = Supervisor(settings)  # as `lambdarec services` builds it
     try:
         assert [s.name for s in supervisor.up()] == ["web"]  # a bare `up` leaves it alone
         assert [s.name for s in supervisor.status()] == ["web"]
@@ -173,3 +179,9 @@ def test_a_service_not_started_by_default_joins_down_and_status_while_it_runs(se
         assert not psutil.pid_exists(started.pid) or psutil.Process(started.pid).status() == psutil.STATUS_ZOMBIE
     finally:
         supervisor.down(["web", "on-request"])
+    # Over a list of its own, a bare `up` means that list (the fixtures' and subcommands' use).
+    own = Supervisor(settings, [OnRequestService(settings)])
+    try:
+        assert [s.name for s in own.up()] == ["on-request"]
+    finally:
+        own.down()

@@ -60,7 +60,7 @@ class ManagedService(ABC):
     startup_timeout_s: float = 90.0
     stop_timeout_s: float = 30.0
     started_by_default: bool = True
-    """False: ``services up`` without names leaves it alone (start it by name); ``down`` and
+    """False: ``lambdarec services up`` without names leaves it alone (start it by name); ``down`` and
     ``status`` without names still include it while it runs."""
 
     def __init__(self, settings: Settings) -> None:

@@ -52,11 +52,18 @@ class Supervisor:
     def __init__(self, settings: Settings, services: Iterable[ManagedService] | None = None) -> None:
         self.settings = settings
         self.services = {s.name: s for s in (services if services is not None else default_services(settings))}
+        # A caller naming its services means all of them; the engines' defaults skip the on-request ones.
+        self._all_by_default = services is not None
 
     def _select(self, names: Iterable[str] | None) -> list[ManagedService]:
         if not names:
-            # "All" is every service started by default, plus the others (Redis) while they run.
-            return [s for s in self.services.values() if s.started_by_default or self._live_record(s) is not None]
+            # "All" of `lambdarec services` is every engine started by default, plus the others (Redis)
+            # while they run; a supervisor built over a given list of services means that list.
+            return [
+                s
+                for s in self.services.values()
+                if self._all_by_default or s.started_by_default or self._live_record(s) is not None
+            ]
         unknown = [n for n in names if n not in self.services]
         if unknown:
             raise RuntimeServiceError(f"unknown service(s) {unknown}; known: {sorted(self.services)}")
