@@ -944,7 +944,18 @@ def serving_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Secti
                         ),
                         goal=f"p99 ≤ {fmt(p99_goal)} ms at ≥ {fmt(rps_goal)} req/s, {fmt(errors_goal)} errors",
                         goal_source=source,
-                        meaning=f"{doc.get('what', '')}; {doc.get('conditions', '')}".strip("; "),
+                        meaning="; ".join(
+                            str(part)
+                            for part in (
+                                doc.get("what"),
+                                index.get("how"),
+                                f"{index['index_type']} index built in {fmt(index.get('build_s'))} s"
+                                if index.get("index_type")
+                                else None,
+                                doc.get("conditions"),
+                            )
+                            if part
+                        ),
                         command=command,
                         measured_at=measured_at(doc, path),
                         load_1m=load_of_runs(mine),
@@ -1012,7 +1023,16 @@ def serving_scale(docs: dict[str, tuple[Path, dict[str, Any]]]) -> Scale | None:
                 series.setdefault(f"{key[0].upper()} {label}, batching {'on' if key[2] else 'off'}", []).append(
                     (float(key[1]), float(run["p99_ms"]))
                 )
-    notes = []
+    # Different loads make the two files' latencies hard to compare: say so beside the table.
+    notes = [
+        "1-minute load while the runs ran: "
+        + "; ".join(
+            f"{name} {load_of_runs(docs[name][1].get('runs', []))}"
+            for name in ("serving.json", "serving_1m.json")
+            if name in docs
+        )
+        + "."
+    ]
     if not large:
         notes.append(
             "1M items indexed: **missing** (no serving_1m.json yet). Measure: "
