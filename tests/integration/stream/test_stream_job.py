@@ -282,6 +282,123 @@ def test_pusher_makes_the_features_visible_in_the_feast_online_store(
         supervisor.down()
 
 
+def online_equals_recount(store: Any, expected: dict[str, dict[str, Any]]) -> bool:
+    """True when the online store holds every session's recounted features."""
+    if not expected:
+        return True  # nothing published yet (the test run on its own)
+    online = online_session_features(store, sorted(expected))
+    return all(
+        online[sid][f] == pytest.approx(row[f]) if f == names.SESSION_DWELL_S else online[sid][f] == row[f]
+        for sid, row in expected.items()
+        for f in names.SESSION_FEATURES
+    )
+
+
+def test_pusher_kill_9_under_load_converges_to_the_recount(
+    job: tuple[Supervisor, StreamJobService],
+    stream_settings: Settings,
+    kafka_bootstrap: str,
+    stream_topics: dict[str, str],
+    produce: Callable[[str, list[Any]], None],
+    published: list[dict[str, Any]],
+) -> None:
+    """Fault: the pusher is killed (``kill -9``, whole process group) while rows stream in, more arrive
+    while it is down, and after a restart the online store converges to the batch recount."""
+    apply_feature_repo(stream_settings)
+    store = open_store(stream_settings)
+    args = ["--topic", stream_topics["session"], "--user-topic", stream_topics["user"]]
+    args += ["--item-topic", stream_topics["item"], "--group-id", f"pusher-kill-{stream_topics['session']}"]
+    pusher = PusherService(stream_settings, kafka_bootstrap, pusher_args=args)
+    supervisor = Supervisor(stream_settings, [pusher])
+    supervisor.up()
+    try:
+        base = int(time.time() * 1000) - 600_000
+        wait_for(lambda: online_equals_recount(store, recount(published)), 90, "the pusher caught up before the kill")
+        load = os.getloadavg()[0]
+        under_load = make_events("e", sessions=30, per_session=8, base_ms=base, seed=5)
+        produce(stream_topics["source"], under_load)
+        published.extend(under_load)
+        time.sleep(1.0)  # the job emits the new rows and the pusher writes them: kill it in the middle
+        record = supervisor.status()[0]
+        assert record.pid is not None and record.healthy
+        os.killpg(record.pid, signal.SIGKILL)
+        psutil.wait_procs([psutil.Process(record.pid)], timeout=10)
+        killed_at = time.monotonic()
+        while_down = make_events("f", sessions=30, per_session=6, base_ms=base + 30_000, seed=6)
+        produce(stream_topics["source"], while_down)
+        published.extend(while_down)
+        expected = recount(published)
+        assert not online_equals_recount(store, expected), (
+            "the store cannot hold rows produced while the pusher was down"
+        )
+        supervisor.up()
+        restarted_s = time.monotonic() - killed_at
+        wait_for(lambda: online_equals_recount(store, expected), 120, "the recount after the restart")
+        converged_s = time.monotonic() - killed_at
+    finally:
+        supervisor.down()
+    print(
+        f"\npusher kill -9 1 s after {len(under_load)} events were produced, {len(while_down)} more while down: "
+        f"up again {restarted_s:.1f}s after the kill, online store equal to the recount of {len(expected)} "
+        f"sessions {converged_s:.1f}s after the kill; load {load:.1f}"
+    )
+
+
+def test_broker_kill_9_mid_replay_the_job_still_equals_the_recount(
+    job: tuple[Supervisor, StreamJobService],
+    kafka_service: Supervisor,
+    kafka_bootstrap: str,
+    stream_topics: dict[str, str],
+    published: list[dict[str, Any]],
+) -> None:
+    """Fault: the broker dies (``kill -9``) in the middle of a paced replay through the validating
+    publisher and is restarted; the publisher's counts add up and the running job's session rows
+    equal the recount of everything accepted (the Flink side of the broker fault; bronze and silver
+    are in tests/integration/batch/test_fault_broker_kill.py)."""
+    import threading
+
+    from lambdarec.events.producer import EventPublisher
+    from lambdarec.replay import ReplaySpeed, replay_events
+
+    base = int(time.time() * 1000) - 900_000
+    events = sorted(make_events("g", sessions=40, per_session=8, base_ms=base, seed=7), key=lambda e: e["event_time"])
+    span_s = (events[-1]["event_time"] - events[0]["event_time"]) / 1000
+    outcome: dict[str, Any] = {}
+
+    def replay() -> None:
+        with EventPublisher(kafka_bootstrap, topic=stream_topics["source"], dlq_topic=stream_topics["dlq"]) as pub:
+            outcome["stats"] = replay_events(events, pub, speed=ReplaySpeed(span_s / 6.0))
+
+    load = os.getloadavg()[0]
+    thread = threading.Thread(target=replay, name="replay")
+    thread.start()
+    time.sleep(2.0)
+    (broker,) = kafka_service.status()
+    assert broker.pid is not None and thread.is_alive()
+    os.killpg(broker.pid, signal.SIGKILL)
+    psutil.wait_procs([psutil.Process(broker.pid)], timeout=10)
+    killed_at = time.monotonic()
+    kafka_service.up()
+    downtime_s = time.monotonic() - killed_at
+    thread.join(timeout=300)
+    assert "stats" in outcome, "the replay did not finish"
+    stats = outcome["stats"]
+    assert stats.offered == stats.accepted == stats.delivered == len(events) and stats.failed == 0, stats.as_dict()
+    published.extend(events)
+    expected = recount(published)
+    converged_s = wait_for(
+        lambda: matches(kafka_bootstrap, stream_topics["session"], expected),
+        240,
+        "the recount after the broker restart",
+    )
+    assert job[0].status()[0].healthy
+    print(
+        f"\nbroker kill -9 under the running job: down {downtime_s:.1f}s; {stats.offered} offered, "
+        f"{stats.delivered} delivered, {stats.failed} failed; the job's {len(expected)} sessions equal the "
+        f"recount {converged_s:.1f}s after the replay ended; load {load:.1f}"
+    )
+
+
 def newest_rows(bootstrap: str, topic: str, feed: Feed) -> dict[str, Any]:
     """The newest row of each key on a feature topic (tombstones left out)."""
     rows = [row for row in read_topic(bootstrap, topic, timeout_s=10) if feed.key in row]
