@@ -227,3 +227,32 @@ def search(
         **({"timeout": timeout_s} if timeout_s is not None else {}),
     )
     return [[(int(h["id"]), float(h["distance"])) for h in row] for row in hits]
+
+
+def search_items(
+    client: Any,
+    queries: np.ndarray,
+    k: int = 100,
+    *,
+    collection: str = ITEM_EMBEDDINGS_ALIAS,
+    index_type: str = "IVF_FLAT",
+    timeout_s: float | None = None,
+) -> list[list[tuple[str, float]]]:
+    """Top ``k`` ``(item_id, score)`` per query vector: the item ids stored with the vectors.
+
+    Serving reads ids, not primary keys: a collection rebuilt for a grown catalogue holds items
+    the model's bundle has never seen, whose keys are no rows of the bundle's arrays.
+    """
+    inner: dict[str, Any] = dict(SEARCH_PARAMS.get(index_type, {}))
+    if index_type == "HNSW":
+        inner["ef"] = max(int(inner.get("ef", k)), k)
+    hits = client.search(
+        collection,
+        data=np.asarray(queries, np.float32).tolist(),
+        limit=k,
+        anns_field=VECTOR_FIELD,
+        output_fields=[ITEM_ID_FIELD],
+        search_params={"metric_type": METRIC, "params": inner},
+        **({"timeout": timeout_s} if timeout_s is not None else {}),
+    )
+    return [[(str(h["entity"][ITEM_ID_FIELD]), float(h["distance"])) for h in row] for row in hits]

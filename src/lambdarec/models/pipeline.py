@@ -181,14 +181,24 @@ class TwoStageRecommender:
         Args:
             examples: The queries.
             source: Where neighbour rows are read.
-            retrieved: The two-tower top ``retrieval_k`` as ``(rows into the index, scores)``, when
-                an index (Milvus) answered it; None searches the index exactly here. Rows < 0 are
-                empty slots (fewer hits than asked).
+            retrieved: The two-tower top ``retrieval_k`` as ``(item ids, scores)``, best first, when
+                an index (Milvus) answered it; None searches the index exactly here. Empty ids are
+                empty slots (fewer hits than asked). Ids outside this model's index (an index
+                rebuilt for a grown catalogue) keep the index's score as their two-tower score.
         """
         cfg = self.config
         n = len(examples)
         moments = examples.time_ms - 1
-        tt_rows, tt_scores = retrieved if retrieved is not None else self.retrieve(examples, cfg.retrieval_k)
+        if retrieved is None:
+            index_rows, tt_scores = self.retrieve(examples, cfg.retrieval_k)
+            tt_ids = (
+                np.where(index_rows >= 0, self.index_ids[np.maximum(index_rows, 0)], "")
+                if index_rows.size
+                else index_rows.astype(object)
+            )
+        else:
+            tt_ids, tt_scores = retrieved
+        outside: dict[tuple[int, str], float] = {}
         seeds = [seed_items(list(r)) for r in examples.recent_ids]
         flat = [item for s in seeds for item in s]
         flat_moments = [int(moments[q]) for q, s in enumerate(seeds) for _ in s]
@@ -202,12 +212,13 @@ class TwoStageRecommender:
         for q in range(n):
             found: dict[str, int] = {}
             rank_of: dict[str, float] = {}
-            for r, row in enumerate(tt_rows[q]):
-                if row < 0:
+            for r, item in enumerate(tt_ids[q]):
+                if not item:
                     continue
-                item = self.index_ids[row]
                 found[item] = found.get(item, 0) | SOURCE_TWO_TOWER
                 rank_of.setdefault(item, r / cfg.retrieval_k)
+                if item not in self._index_row:
+                    outside.setdefault((q, item), float(tt_scores[q][r]))
             best = sorted(neighbours[q].items(), key=lambda kv: (-(kv[1][0] + kv[1][1]), kv[0]))[: cfg.neighbour_k]
             for item, _ in best:
                 found[item] = found.get(item, 0) | SOURCE_NEIGHBOURS
@@ -223,6 +234,9 @@ class TwoStageRecommender:
         item_ids = np.asarray(items, dtype=object)
         query_vectors = self.retrieval.query_embeddings(examples)
         score = np.einsum("md,md->m", query_vectors[query], self.item_vectors_of(items)) if len(items) else np.zeros(0)
+        for m, (q, item) in enumerate(zip(queries, items, strict=True)):
+            if (q, item) in outside:
+                score[m] = outside[(q, item)]
         return CandidatePairs(
             query=query,
             item_ids=item_ids,

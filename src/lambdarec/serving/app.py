@@ -42,16 +42,16 @@ class MilvusIndex:
         self.client = client
 
     def search(self, vectors: np.ndarray, k: int, collection: str, timeout_s: float) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` rows of the model's index per query vector (``-1`` pads short answers)."""
-        from lambdarec.index.milvus import search
+        """Top ``k`` item ids per query vector and their scores (``""`` pads short answers)."""
+        from lambdarec.index.milvus import search_items
 
-        hits = search(self.client, vectors, k, collection=collection, timeout_s=timeout_s)
-        rows = np.full((len(hits), k), -1, np.int64)
+        hits = search_items(self.client, vectors, k, collection=collection, timeout_s=timeout_s)
+        ids = np.full((len(hits), k), "", dtype=object)
         scores = np.zeros((len(hits), k), np.float32)
         for q, row in enumerate(hits):
-            for r, (item_row, score) in enumerate(row[:k]):
-                rows[q, r], scores[q, r] = item_row, score
-        return rows, scores
+            for r, (item_id, score) in enumerate(row[:k]):
+                ids[q, r], scores[q, r] = item_id, score
+        return ids, scores
 
     def close(self) -> None:
         """Close the client."""

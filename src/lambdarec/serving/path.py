@@ -262,7 +262,7 @@ class RequestPath:
         if self.index is None:
             return None
         index = self.index
-        k = min(model.recommender.config.retrieval_k, len(model.recommender.index_ids))
+        k = model.recommender.config.retrieval_k
         with timer.stage("index_search"):
             try:
                 return self._within_budget(
@@ -293,7 +293,7 @@ class RequestPath:
         index_down = retrieved is None
         if retrieved is None:
             # No two-tower candidates: an empty top-k, so the ranker sees neighbours and the session.
-            retrieved = (np.full((len(examples), 0), -1, np.int64), np.zeros((len(examples), 0), np.float32))
+            retrieved = (np.full((len(examples), 0), "", dtype=object), np.zeros((len(examples), 0), np.float32))
         source = _TimedSource(self.features, timer, self._within_budget)
         try:
             pairs = recommender.candidates(examples, source, retrieved=retrieved)

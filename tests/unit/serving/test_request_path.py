@@ -34,7 +34,7 @@ class ExactIndex:
         time.sleep(self.delay_s)
         sims = vectors @ self.recommender.index_vectors.T
         rows = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-        return rows, np.take_along_axis(sims, rows, 1)
+        return self.recommender.index_ids[rows], np.take_along_axis(sims, rows, 1)
 
 
 class DownSource:
@@ -116,6 +116,34 @@ def test_excluded_items_never_come_back(trained: TwoStageRecommender, tiny_split
     again = path.recommend([request.model_copy(update={"exclude": first[:4]})])[0]
     assert not set(first[:4]) & {i.item_id for i in again.items}
     assert len(again.items) == 10
+
+
+class GrownIndex(ExactIndex):
+    """An index rebuilt for a grown catalogue: one item the model's bundle has never seen comes first."""
+
+    def search(self, vectors: np.ndarray, k: int, collection: str, timeout_s: float) -> tuple[np.ndarray, np.ndarray]:
+        ids, scores = super().search(vectors, k, collection, timeout_s)
+        ids = np.concatenate([np.full((len(ids), 1), "new-item", dtype=object), ids[:, :-1]], axis=1)
+        scores = np.concatenate([np.full((len(scores), 1), 0.75, np.float32), scores[:, :-1]], axis=1)
+        return ids, scores
+
+
+def test_items_outside_the_bundle_are_ranked_with_the_index_score(
+    trained: TwoStageRecommender, tiny_split: Any, tiny_source: Any
+) -> None:
+    """A collection holding items the bundle does not know (ids past its rows) still answers two-stage."""
+    example = tiny_split.test.subset(np.array([2]))
+    moment = int(example.time_ms[0]) - 1
+    path = path_at(moment, trained, tiny_source, GrownIndex(trained))
+    response = path.recommend([RecommendRequest(session_id=str(example.session_id[0]), k=100)])[0]
+    assert response.fallback is None
+    assert "new-item" in [i.item_id for i in response.items]
+    query = trained.retrieval.query_embeddings(example)
+    retrieved = GrownIndex(trained).search(query, trained.config.retrieval_k, "c", 1.0)
+    pairs = trained.candidates(example, tiny_source, retrieved=retrieved)
+    new = [m for m, item in enumerate(pairs.item_ids) if item == "new-item"]
+    assert len(new) == 1 and pairs.two_tower_score[new[0]] == pytest.approx(0.75)
+    assert pairs.two_tower_rank[new[0]] == 0.0
 
 
 def test_a_down_online_store_answers_popular_items(trained: TwoStageRecommender) -> None:
