@@ -684,16 +684,19 @@ def feast_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> Section:
 def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Section, Scale | None]:
     """Training time and quality of the two-stage recommender."""
     section = Section("Models")
-    entry = docs.get("models.json")
+    # models.json first; runs written elsewhere (e.g. --out models_1m.json) beside it.
+    files = sorted(
+        (n for n, (_, d) in docs.items() if d.get("benchmark") == "models"), key=lambda n: (n != "models.json", n)
+    )
     command = f"{PY} bench/bench_models.py --datasets synthetic uci rees46 --events 1000000"
-    if entry is None:
+    if not files:
         section.figures.append(
             Figure(
                 section.area, "training both models at 1M events", None, "s", MISSING, "models.json", command=command
             )
         )
         return section, None
-    path, doc = entry
+    doc = docs[files[0]][1]
     goals = doc.get("goals", {}) if isinstance(doc.get("goals"), dict) else {}
     goal_key = next((k for k in goals if k.startswith("train_both_s_at_")), "train_both_s_at_1M_events")
     goal_s = float(goals.get(goal_key, ISSUE_GOALS["train_both_s_at_1M_events"][1]))
@@ -708,130 +711,144 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
     points: dict[str, list[tuple[float, float]]] = {}
     rows = []
     at_goal_through_store = False
+    seen: set[tuple[str, str, str]] = set()
     for phase in ("after", "before"):
-        block = doc.get(phase) or {}
-        how = "through the feature store" if phase == "after" else "in process (dataset adapters)"
-        when = str(block.get("measured_at") or NOT_RECORDED)
-        # The "before" table predates training through the store (issue 9): kept for comparison only.
-        superseded = "" if phase == "after" else "superseded: the models now train through the feature store"
-        for dataset, result in (block.get("datasets") or {}).items():
-            name = str(result.get("dataset", dataset))
-            named_in_goal = any(s in name.lower() or s == dataset for s in quality_sets)
-            if result.get("not_run"):
-                section.figures.append(
-                    Figure(
-                        section.area,
-                        f"quality and training time, {dataset}, {how}",
-                        None,
-                        "",
-                        MISSING,
-                        "models.json",
-                        goal=quality_goal if named_in_goal else None,
-                        goal_source="the JSON" if named_in_goal else None,
-                        meaning=str(result["not_run"]),
-                        command=f"{PY} bench/bench_models.py --datasets {dataset}",
-                        measured_at=when,
+        for file in files:
+            block = docs[file][1].get(phase) or {}
+            how = "through the feature store" if phase == "after" else "in process (dataset adapters)"
+            when = str(block.get("measured_at") or NOT_RECORDED)
+            # The "before" table predates training through the store (issue 9): kept for comparison only.
+            superseded = "" if phase == "after" else "superseded: the models now train through the feature store"
+            for dataset, result in (block.get("datasets") or {}).items():
+                # Files copied from one another repeat results: each once, from the first file holding it.
+                key = (phase, dataset, str(result.get("fingerprint") or result.get("not_run") or ""))
+                if key in seen:
+                    continue
+                seen.add(key)
+                name = str(result.get("dataset", dataset))
+                named_in_goal = any(s in name.lower() or s == dataset for s in quality_sets)
+                if result.get("not_run"):
+                    section.figures.append(
+                        Figure(
+                            section.area,
+                            f"quality and training time, {dataset}, {how}",
+                            None,
+                            "",
+                            MISSING,
+                            file,
+                            goal=quality_goal if named_in_goal else None,
+                            goal_source="the JSON" if named_in_goal else None,
+                            meaning=str(result["not_run"]),
+                            command=f"{PY} bench/bench_models.py --datasets {dataset}",
+                            measured_at=when,
+                        )
                     )
+                    continue
+                split, training, timings = (
+                    result.get("split", {}),
+                    result.get("training", {}),
+                    result.get("timings", {}),
                 )
-                continue
-            split, training, timings = result.get("split", {}), result.get("training", {}), result.get("timings", {})
-            events = split.get("events")
-            rerun = (
-                f"{PY} bench/bench_models.py --datasets {dataset}"
-                + (f" --events {events}" if dataset == "synthetic" and events else "")
-                if phase == "after"
-                else "none: the in-process pipeline is gone (bench_models.py now trains through the store)"
-            )
-            if "train_both_s" in result:
-                train_s = result.get("train_both_s")
-            elif "two_tower_train_s" in training:
-                train_s = training["two_tower_train_s"] + training.get("deepfm_train_s", 0)
-            else:
-                train_s = None
-            at_goal = bool(events) and abs(events - goal_events) <= 0.05 * goal_events
-            at_goal_through_store = at_goal_through_store or (at_goal and phase == "after")
-            load = first_load(timings.get("total"), timings)
-            section.figures.append(
-                Figure(
-                    section.area,
-                    f"training both models, {dataset} ({fmt(events)} events), {how}",
-                    train_s,
-                    "s",
-                    judge(train_s, "<=", goal_s) if at_goal else NO_GOAL,
-                    "models.json",
-                    goal=goal_text("<=", goal_s, "s") + f" at {fmt(goal_events)} events" if at_goal else None,
-                    goal_source=goal_src if at_goal else None,
-                    meaning=(
-                        "two-tower + DeepFM training wall seconds (their fit loops and what each needs around it"
-                        + (
-                            f": fit loops {fmt((timings.get('two_tower') or {}).get('loop_wall_s'))} s + "
-                            f"{fmt((timings.get('deepfm') or {}).get('loop_wall_s'))} s"
-                            if timings.get("two_tower")
-                            else ""
-                        )
-                        + "); "
-                        + (
-                            f"whole run {fmt((timings.get('total') or {}).get('wall_s'))} s wall / "
-                            f"{fmt((timings.get('total') or {}).get('cpu_s'))} CPU-s"
-                            if timings.get("total")
-                            else f"whole run {fmt(result.get('total_s'))} s"
-                        )
-                    ),
-                    command=rerun,
-                    measured_at=when,
-                    load_1m=load,
-                    note="; ".join(
-                        n for n in (superseded, "" if at_goal else f"the goal is set at {fmt(goal_events)} events") if n
-                    ),
+                events = split.get("events")
+                rerun = (
+                    f"{PY} bench/bench_models.py --datasets {dataset}"
+                    + (f" --events {events}" if dataset == "synthetic" and events else "")
+                    if phase == "after"
+                    else "none: the in-process pipeline is gone (bench_models.py now trains through the store)"
                 )
-            )
-            if dataset == "synthetic" and events and train_s is not None:
-                points.setdefault(how, []).append((float(events), float(train_s)))
-                total = timings.get("total") or {}
-                rows.append(
-                    [
-                        how,
-                        fmt(events),
-                        fmt(split.get("train_examples")),
-                        fmt(train_s),
-                        fmt(total.get("wall_s", result.get("total_s"))),
-                        fmt(total.get("cpu_s")),
-                        fmt(timings.get("peak_rss_mib", result.get("peak_rss_mib"))),
-                        load,
-                    ]
-                )
-            beats = result.get("beats_baselines") or {}
-            if quality_metrics:
-                met = all(beats.get(m) for m in quality_metrics)
-                by_method = {r.get("method"): r for r in result.get("rows", [])}
-                ours = by_method.get("two-stage (two-tower + DeepFM)", {})
-                best: dict[str, Any] = max(
-                    (r for m, r in by_method.items() if m and "two" not in m),
-                    key=lambda r: r.get(quality_metrics[0], 0),
-                    default={},
-                )
+                if "train_both_s" in result:
+                    train_s = result.get("train_both_s")
+                elif "two_tower_train_s" in training:
+                    train_s = training["two_tower_train_s"] + training.get("deepfm_train_s", 0)
+                else:
+                    train_s = None
+                at_goal = bool(events) and abs(events - goal_events) <= 0.05 * goal_events
+                at_goal_through_store = at_goal_through_store or (at_goal and phase == "after")
+                load = first_load(timings.get("total"), timings)
                 section.figures.append(
                     Figure(
                         section.area,
-                        f"quality, {dataset}, {how}",
-                        ours.get(quality_metrics[0]),
-                        "",
-                        (MET if met else NOT_MET) if named_in_goal else NO_GOAL,
-                        "models.json",
-                        shown=(
-                            f"two-stage {quality_metrics[0]} {fmt(ours.get(quality_metrics[0]), 4)} vs best baseline "
-                            f"{fmt(best.get(quality_metrics[0]), 4)} ({best.get('method')}); beats every baseline on: "
-                            + (", ".join(m for m, v in beats.items() if v) or "none")
+                        f"training both models, {dataset} ({fmt(events)} events), {how}",
+                        train_s,
+                        "s",
+                        judge(train_s, "<=", goal_s) if at_goal else NO_GOAL,
+                        file,
+                        goal=goal_text("<=", goal_s, "s") + f" at {fmt(goal_events)} events" if at_goal else None,
+                        goal_source=goal_src if at_goal else None,
+                        meaning=(
+                            "two-tower + DeepFM training wall seconds (their fit loops and what each needs around it"
+                            + (
+                                f": fit loops {fmt((timings.get('two_tower') or {}).get('loop_wall_s'))} s + "
+                                f"{fmt((timings.get('deepfm') or {}).get('loop_wall_s'))} s"
+                                if timings.get("two_tower")
+                                else ""
+                            )
+                            + "); "
+                            + (
+                                f"whole run {fmt((timings.get('total') or {}).get('wall_s'))} s wall / "
+                                f"{fmt((timings.get('total') or {}).get('cpu_s'))} CPU-s"
+                                if timings.get("total")
+                                else f"whole run {fmt(result.get('total_s'))} s"
+                            )
                         ),
-                        goal=quality_goal if named_in_goal else None,
-                        goal_source="the JSON" if named_in_goal else None,
-                        meaning=f"{fmt(split.get('test_examples_evaluated'))} test targets, temporal split",
-                        note=superseded,
                         command=rerun,
                         measured_at=when,
                         load_1m=load,
+                        note="; ".join(
+                            n
+                            for n in (superseded, "" if at_goal else f"the goal is set at {fmt(goal_events)} events")
+                            if n
+                        ),
                     )
                 )
+                if dataset == "synthetic" and events and train_s is not None:
+                    points.setdefault(how, []).append((float(events), float(train_s)))
+                    total = timings.get("total") or {}
+                    rows.append(
+                        [
+                            how,
+                            fmt(events),
+                            fmt(split.get("train_examples")),
+                            fmt(train_s),
+                            fmt(total.get("wall_s", result.get("total_s"))),
+                            fmt(total.get("cpu_s")),
+                            fmt(timings.get("peak_rss_mib", result.get("peak_rss_mib"))),
+                            load,
+                        ]
+                    )
+                beats = result.get("beats_baselines") or {}
+                if quality_metrics:
+                    metric = quality_metrics[0]
+                    met = all(beats.get(m) for m in quality_metrics)
+                    by_method = {r.get("method"): r for r in result.get("rows", [])}
+                    ours = by_method.get("two-stage (two-tower + DeepFM)", {})
+                    best: dict[str, Any] = max(
+                        (r for m, r in by_method.items() if m and "two" not in m),
+                        key=lambda r: r.get(quality_metrics[0], 0),
+                        default={},
+                    )
+                    section.figures.append(
+                        Figure(
+                            section.area,
+                            f"quality, {dataset} ({fmt(events)} events), {how}",
+                            ours.get(quality_metrics[0]),
+                            "",
+                            (MET if met else NOT_MET) if named_in_goal else NO_GOAL,
+                            file,
+                            shown=(
+                                f"two-stage {metric} {fmt(ours.get(metric), 4)} vs best baseline "
+                                f"{fmt(best.get(metric), 4)} ({best.get('method')}); beats every baseline on: "
+                                + (", ".join(m for m, v in beats.items() if v) or "none")
+                            ),
+                            goal=quality_goal if named_in_goal else None,
+                            goal_source="the JSON" if named_in_goal else None,
+                            meaning=f"{fmt(split.get('test_examples_evaluated'))} test targets, temporal split",
+                            note=superseded,
+                            command=rerun,
+                            measured_at=when,
+                            load_1m=load,
+                        )
+                    )
     if not at_goal_through_store:
         estimate = (doc.get("after") or {}).get("extrapolation_1M") or {}
         section.figures.append(
@@ -1281,7 +1298,7 @@ def render(
         machine = machine_of(doc)
         memory = machine.get("memory_gib", machine.get("memory_gb"))
         when = measured_at(doc, path)
-        if name == "models.json":
+        if doc.get("benchmark") == "models":
             after, before = doc.get("after") or {}, doc.get("before") or {}
             when = f"after {after.get('measured_at', NOT_RECORDED)}; before {before.get('measured_at', NOT_RECORDED)}"
         lines.append(
@@ -1374,7 +1391,7 @@ def summarised(name: str, doc: dict[str, Any]) -> bool:
         name in fixed
         or name in {"serving.json", "serving_1m.json"}
         or str(doc.get("benchmark", "")).startswith("stream")
-        or doc.get("benchmark") == "retrieval"
+        or doc.get("benchmark") in ("retrieval", "models")
     )
 
 
