@@ -358,7 +358,7 @@ def index_many_items(settings: Any, http: str, n_items: int, seed: int = 7) -> d
     import numpy as np
     from mlflow.tracking import MlflowClient
 
-    from lambdarec.index.milvus import build_collection, connect_settings, swap_alias
+    from lambdarec.index.milvus import build_collection, connect_settings, current_collection, swap_alias
     from lambdarec.models.bundle import load_bundle
     from lambdarec.names import CHAMPION_ALIAS, DEEPFM_MODEL, TWO_TOWER_MODEL
     from lambdarec.tracking.mlflow_log import alias_version, download_bundle, promote
@@ -368,6 +368,14 @@ def index_many_items(settings: Any, http: str, n_items: int, seed: int = 7) -> d
     champion = alias_version(uri, TWO_TOWER_MODEL, CHAMPION_ALIAS)
     if champion is None:
         raise SystemExit("no champion two-tower version: run `lambdarec demo` first")
+    milvus = connect_settings(settings)
+    try:
+        live = current_collection(milvus)
+        rows = int(milvus.get_collection_stats(live)["row_count"]) if live else 0
+    finally:
+        milvus.close()
+    if rows >= n_items:  # an earlier run of this bench on the same state already built it
+        return {"items_indexed": rows, "version": champion, "reused": f"{live}, built by an earlier run"}
     with tempfile.TemporaryDirectory() as tmp:
         recommender = load_bundle(download_bundle(uri, champion, Path(tmp)))
     ids = [str(i) for i in recommender.index_ids]
