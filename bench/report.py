@@ -871,12 +871,23 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
     scale = None
     if rows:
         same = [how for how, pts in points.items() if len(pts) > 1]
+        # A time budget caps the fit loops, so training time need not grow with the events: say so when recorded.
+        budgets = sorted(
+            {
+                fmt((result.get("config") or {}).get("train_budget_s"))
+                for file in files
+                for result in ((docs[file][1].get("after") or {}).get("datasets") or {}).values()
+                if (result.get("config") or {}).get("train_budget_s")
+            }
+        )
         scale = Scale(
             "Models: training time by synthetic events",
             ["pipeline", "events", "training examples", "train both s", "whole run s", "CPU-s", "peak MiB", "load"],
             rows,
             notes=[
-                "Growth within one pipeline: " + ", ".join(same)
+                "Growth within one pipeline: "
+                + "; ".join(f"{how} ({' → '.join(fmt(x) for x, _ in sorted(points[how]))} events)" for how in same)
+                + (f"; the training loops stop at their time budget ({', '.join(budgets)} s)" if budgets else "")
                 if same
                 else "Each pipeline has one size only, so growth within a pipeline is not measured yet; the "
                 "pipelines differ (in process vs through the store), so the sizes are not comparable across them. "
