@@ -194,6 +194,31 @@ def restore_alias(client: Any, previous: str | None, alias: str = ITEM_EMBEDDING
         client.alter_alias(previous, alias)
 
 
+def _search_hits(
+    client: Any,
+    queries: np.ndarray,
+    k: int,
+    collection: str,
+    index_type: str,
+    params: dict[str, Any] | None,
+    timeout_s: float | None,
+    output_fields: list[str] | None = None,
+) -> Any:
+    """Milvus's raw answer to a top-``k`` search (the one place search parameters are chosen)."""
+    inner: dict[str, Any] = dict(params if params is not None else SEARCH_PARAMS.get(index_type, {}))
+    if index_type == "HNSW":
+        inner["ef"] = max(int(inner.get("ef", k)), k)
+    return client.search(
+        collection,
+        data=np.asarray(queries, np.float32).tolist(),
+        limit=k,
+        anns_field=VECTOR_FIELD,
+        search_params={"metric_type": METRIC, "params": inner},
+        **({"output_fields": output_fields} if output_fields else {}),
+        **({"timeout": timeout_s} if timeout_s is not None else {}),
+    )
+
+
 def search(
     client: Any,
     queries: np.ndarray,
@@ -215,17 +240,7 @@ def search(
         params: Search parameters overriding :data:`SEARCH_PARAMS` (e.g. ``{"ef": 256}``).
         timeout_s: Give up after this long (None: the client's default).
     """
-    inner: dict[str, Any] = dict(params if params is not None else SEARCH_PARAMS.get(index_type, {}))
-    if index_type == "HNSW":
-        inner["ef"] = max(int(inner.get("ef", k)), k)
-    hits = client.search(
-        collection,
-        data=np.asarray(queries, np.float32).tolist(),
-        limit=k,
-        anns_field=VECTOR_FIELD,
-        search_params={"metric_type": METRIC, "params": inner},
-        **({"timeout": timeout_s} if timeout_s is not None else {}),
-    )
+    hits = _search_hits(client, queries, k, collection, index_type, params, timeout_s)
     return [[(int(h["id"]), float(h["distance"])) for h in row] for row in hits]
 
 
@@ -243,16 +258,5 @@ def search_items(
     Serving reads ids, not primary keys: a collection rebuilt for a grown catalogue holds items
     the model's bundle has never seen, whose keys are no rows of the bundle's arrays.
     """
-    inner: dict[str, Any] = dict(SEARCH_PARAMS.get(index_type, {}))
-    if index_type == "HNSW":
-        inner["ef"] = max(int(inner.get("ef", k)), k)
-    hits = client.search(
-        collection,
-        data=np.asarray(queries, np.float32).tolist(),
-        limit=k,
-        anns_field=VECTOR_FIELD,
-        output_fields=[ITEM_ID_FIELD],
-        search_params={"metric_type": METRIC, "params": inner},
-        **({"timeout": timeout_s} if timeout_s is not None else {}),
-    )
+    hits = _search_hits(client, queries, k, collection, index_type, None, timeout_s, [ITEM_ID_FIELD])
     return [[(str(h["entity"][ITEM_ID_FIELD]), float(h["distance"])) for h in row] for row in hits]
