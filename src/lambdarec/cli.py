@@ -33,7 +33,8 @@ app = typer.Typer(
     add_completion=False,
 )
 services_app = typer.Typer(
-    help="Start, stop and inspect the embedded engines (Kafka, Milvus, MLflow; Redis by name).", no_args_is_help=True
+    help="Start, stop and inspect the embedded engines (Kafka, Milvus, MLflow; Redis and Airflow by name).",
+    no_args_is_help=True,
 )
 dlq_app = typer.Typer(help="Inspect the dead-letter topic.", no_args_is_help=True)
 app.add_typer(services_app, name="services")
@@ -83,7 +84,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def services_up(
     names: Annotated[
         list[str] | None,
-        typer.Argument(help="Services to start (default: kafka, milvus, mlflow; `redis` only by name)."),
+        typer.Argument(help="Services to start (default: kafka, milvus, mlflow; `redis`, `airflow` only by name)."),
     ] = None,
 ) -> None:
     """Start the embedded engines and wait until each one is healthy."""
@@ -98,6 +99,10 @@ def services_up(
     except RuntimeServiceError as err:
         raise _fail(str(err)) from None
     _print_status(statuses)
+    for status in statuses:
+        if status.healthy:
+            for line in supervisor.services[status.name].notes(status.ports):
+                console.print(line)
     console.print(f"all healthy in {time.monotonic() - started:.1f}s")
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from lambdarec import names
 from lambdarec.runtime import topology
+from lambdarec.runtime.airflow_server import AirflowService
 from lambdarec.runtime.kafka import KafkaService
 from lambdarec.runtime.milvus import MilvusService
 from lambdarec.runtime.mlflow import MlflowService
@@ -35,6 +36,7 @@ def _runtime_services(settings: Settings) -> dict[str, object]:
         MilvusService(settings),
         MlflowService(settings),
         RedisService(settings),
+        AirflowService(settings),
         StreamJobService(settings, "127.0.0.1:9092"),
         PusherService(settings, "127.0.0.1:9092"),
     ]

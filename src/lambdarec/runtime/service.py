@@ -117,6 +117,10 @@ class ManagedService(ABC):
     def endpoint(self, ports: Mapping[str, int]) -> str:
         """The address clients use, e.g. ``127.0.0.1:9092`` or ``http://127.0.0.1:5000``."""
 
+    def notes(self, ports: Mapping[str, int]) -> list[str]:
+        """Lines ``services up`` prints once the service is healthy (a UI's URL, where its login is)."""
+        return []
+
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     """True when nothing listens on ``host:port``."""

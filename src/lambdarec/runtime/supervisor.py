@@ -38,12 +38,19 @@ class ServiceStatus:
 def default_services(settings: Settings) -> list[ManagedService]:
     """The engines that ``services`` knows, in start order (a bare ``up`` skips those not started by default)."""
     # Imported here so that listing services never pays for every client library.
+    from lambdarec.runtime.airflow_server import AirflowService
     from lambdarec.runtime.kafka import KafkaService
     from lambdarec.runtime.milvus import MilvusService
     from lambdarec.runtime.mlflow import MlflowService
     from lambdarec.runtime.redis_server import RedisService
 
-    return [KafkaService(settings), MilvusService(settings), MlflowService(settings), RedisService(settings)]
+    return [
+        KafkaService(settings),
+        MilvusService(settings),
+        MlflowService(settings),
+        RedisService(settings),
+        AirflowService(settings),
+    ]
 
 
 class Supervisor:

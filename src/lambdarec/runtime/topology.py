@@ -193,6 +193,7 @@ AIRFLOW: Final = Service(
     role="the loop: daily_features, weekly_retrain, drift_monitor (our DAGs)",
     ports=(Port("port", 8080, "http"),),
     depends_on=(names.KAFKA_SERVICE, SPARK_SERVICE, REDIS_SERVICE, names.MLFLOW_SERVICE, names.MILVUS_SERVICE),
+    embedded=True,  # `lambdarec services up airflow` (airflow standalone; Spark runs in its tasks' processes)
 )
 RECOMMENDER: Final = Service(
     name=RECOMMENDER_SERVICE,
