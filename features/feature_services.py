@@ -12,6 +12,8 @@ names its fields (a projection), and a change of inputs is a new version.
 - ``neighbours_v1``: "bought X also bought Y" and "viewed together" neighbours of the session's
   items: candidates for the ranker and its co-occurrence features.
 - ``fallback_v1``: speed-layer signals the recommender falls back on (no model reads them).
+- ``session_rules_v1``: what the request path's rules read of the session — the items bought in
+  it, which are never recommended back (no model reads it, so adding it needed no retraining).
 
 The v2 projections are the field lists of :mod:`lambdarec.models.inputs` (what the models read),
 so the contract and the assembly cannot drift apart; a test holds the registered services to them.
@@ -90,5 +92,12 @@ fallback_v1 = FeatureService(
     name=names.FALLBACK_FEATURE_SERVICE,
     features=[user_stream_features, item_stream_features],
     description="Speed-layer signals for the recommender's fallbacks: a user's latest items, trending items.",
+    tags={"model": "none", "version": "1"},
+)
+
+session_rules_v1 = FeatureService(
+    name=names.SESSION_RULES_FEATURE_SERVICE,
+    features=[session_features[[names.SESSION_PURCHASED_ITEMS]]],
+    description="The request path's rules: items bought in the session are removed from its answers.",
     tags={"model": "none", "version": "1"},
 )

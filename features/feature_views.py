@@ -88,6 +88,7 @@ session_features = FeatureView(
         Field(name=names.SESSION_START_MS, dtype=Int64),
         Field(name=names.SESSION_LAST_EVENT_MS, dtype=Int64),
         Field(name=names.SESSION_DWELL_S, dtype=Float64),
+        Field(name=names.SESSION_PURCHASED_ITEMS, dtype=Array(String)),
     ],
     source=session_push_source,
     online=True,

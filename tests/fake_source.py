@@ -148,6 +148,14 @@ class EventFeatureSource:
         out.update(user_item_features(pair_inputs))
         return dict(out)
 
+    def session_rule_rows(self, session_ids: Sequence[str], moments_ms: Sequence[int]) -> Any:
+        """``session_rules_v1`` rows (the session fold's purchased items at the moment)."""
+        rows = self.query_rows(session_ids, [""] * len(session_ids), moments_ms)
+        return {
+            names.SESSION_ID: rows[names.SESSION_ID],
+            names.SESSION_PURCHASED_ITEMS: rows[names.SESSION_PURCHASED_ITEMS],
+        }
+
     def neighbour_rows(self, item_ids: Sequence[str], moments_ms: Sequence[int]) -> Any:
         """``neighbours_v1`` rows (co-view only, all-time)."""
         out: dict[str, list[Any]] = defaultdict(list)

@@ -11,10 +11,10 @@ worker only builds dead letters, which are rare). With event-time semantics:
   watermark are still folded into the session and user features (those folds do not depend on
   the order) and are counted as late;
 * duplicates by ``event_id`` count once (``COUNT(DISTINCT event_id)``); per session: the latest 20 items
-  in event-time order, counts per event type, distinct categories, first and last event time and
-  dwell — the same features, names and rules as :mod:`lambdarec.features.session`, which the
-  batch layer folds; the latest items come from the ``RECENT_ITEMS`` aggregate (``udf/``, Java),
-  which orders by (event time, event id) like the Python fold;
+  in event-time order and the latest 20 purchased items, counts per event type, distinct categories,
+  first and last event time and dwell — the same features, names and rules as
+  :mod:`lambdarec.features.session`, which the batch layer folds; the latest items come from the
+  ``RECENT_ITEMS`` aggregate (``udf/``, Java), which orders by (event time, event id) like the Python fold;
 * per user: the latest items across sessions (``RECENT_ITEMS`` again), to ``features.user``;
 * per item: trending counts over a sliding event-time window (10 min sliding by 1 min) for the
   items seen at least ``--trending-min-count`` times in it, to ``features.item`` (a window is
@@ -57,7 +57,7 @@ from lambdarec.events.contract import (
     decode_record,
 )
 from lambdarec.events.dlq import dead_letter
-from lambdarec.features.session import MAX_TRACKED_CATEGORIES, RECENT_ITEMS
+from lambdarec.features.session import MAX_TRACKED_CATEGORIES, PURCHASED_ITEMS, RECENT_ITEMS
 from lambdarec.schemas import EventRejection
 
 log = logging.getLogger("lambdarec.speed_layer")
@@ -189,6 +189,7 @@ def job_statements(args: argparse.Namespace) -> list[str]:
             f"{names.SESSION_CART_COUNT} BIGINT, {names.SESSION_PURCHASE_COUNT} BIGINT, "
             f"{names.SESSION_DISTINCT_CATEGORIES} BIGINT, {names.SESSION_START_MS} BIGINT, "
             f"{names.SESSION_LAST_EVENT_MS} BIGINT, {names.SESSION_DWELL_S} DOUBLE, "
+            f"{names.SESSION_PURCHASED_ITEMS} ARRAY<STRING>, "
             "source_event_ms BIGINT, emitted_ms BIGINT, late BOOLEAN, late_events BIGINT",
         ),
         upsert_sink(
@@ -223,6 +224,8 @@ def job_statements(args: argparse.Namespace) -> list[str]:
     distinct = "COUNT(DISTINCT event_id) FILTER (WHERE {})"
     sessions = f"""SELECT session_id,
             RECENT_ITEMS(event_ms, event_id, item_id, {RECENT_ITEMS}) AS recent,
+            RECENT_ITEMS(event_ms, event_id, CASE WHEN event_type = 'purchase' THEN item_id END,
+                {PURCHASED_ITEMS}) AS purchased,
             COUNT(DISTINCT event_id) AS n_events,
             {distinct.format("event_type = 'view'")} AS n_views,
             {distinct.format("event_type = 'cart'")} AS n_carts,
@@ -238,7 +241,7 @@ def job_statements(args: argparse.Namespace) -> list[str]:
             SELECT dead_letter_for(payload, kafka_partition, kafka_offset, broker_ms) FROM checked WHERE NOT valid""",
         f"""INSERT INTO session_sink SELECT
             session_id, recent, n_events, n_views, n_carts, n_purchases, n_categories, first_ms, last_ms,
-            CAST(last_ms - first_ms AS DOUBLE) / 1000, source_event_ms, emitted_ms, late, late_events
+            CAST(last_ms - first_ms AS DOUBLE) / 1000, purchased, source_event_ms, emitted_ms, late, late_events
         FROM ({_with_emitted_ms(sessions)})""",
     ]
     if not args.sessions_only:

@@ -45,6 +45,8 @@ NEIGHBOUR_FEATURE_SERVICE: Final = "neighbours_v1"
 """Co-purchase / co-view neighbours of the session's items: ranker candidates and features."""
 FALLBACK_FEATURE_SERVICE: Final = "fallback_v1"
 """Speed-layer signals the recommender's fallbacks read (trending items, a user's latest items)."""
+SESSION_RULES_FEATURE_SERVICE: Final = "session_rules_v1"
+"""What the request path's rules read of the session (items bought in it); no model reads it."""
 
 # Model registry ----------------------------------------------------------------------------
 TWO_TOWER_MODEL: Final = "lambdarec-two-tower"
@@ -75,6 +77,8 @@ SESSION_DISTINCT_CATEGORIES: Final = "session_distinct_categories"
 SESSION_START_MS: Final = "session_start_ms"
 SESSION_LAST_EVENT_MS: Final = "session_last_event_ms"
 SESSION_DWELL_S: Final = "session_dwell_s"
+SESSION_PURCHASED_ITEMS: Final = "session_purchased_items"
+"""Items bought in the session (its latest purchases, oldest first): the request path removes them."""
 SESSION_FEATURES: Final = (
     SESSION_RECENT_ITEMS,
     SESSION_EVENT_COUNT,
@@ -85,6 +89,7 @@ SESSION_FEATURES: Final = (
     SESSION_START_MS,
     SESSION_LAST_EVENT_MS,
     SESSION_DWELL_S,
+    SESSION_PURCHASED_ITEMS,
 )
 
 # Speed layer ---------------------------------------------------------------------------------

@@ -84,6 +84,39 @@ def test_http_recommends_for_a_live_session_with_the_champion(recommender: dict[
     assert not {i["item_id"] for i in again["items"]} & set(excluded)
 
 
+def test_an_item_bought_in_the_session_is_not_recommended_back(recommender: dict[str, Any], demo_state: Path) -> None:
+    """A purchase published into Kafka reaches the answer: speed layer → online store → the request rule."""
+    import uuid
+
+    from lambdarec.events.admin import kafka_bootstrap
+    from lambdarec.events.producer import EventPublisher
+    from lambdarec.settings import load_settings
+
+    session = live_sessions(demo_state)[1]
+    body = {"session_id": session, "k": 10}
+    top = answer_from(recommender, body, None)["items"][0]["item_id"]
+    purchase = {
+        "event_id": f"e2e-buy-{uuid.uuid4().hex}",
+        "event_time": int(time.time() * 1000),
+        "session_id": session,
+        "item_id": top,
+        "event_type": "purchase",
+    }
+    with EventPublisher(kafka_bootstrap(load_settings("local", state_dir=demo_state))) as publisher:
+        assert publisher.publish(purchase) is None
+        publisher.flush(30)
+    deadline = time.monotonic() + 60
+    while True:
+        answer = answer_from(recommender, body, None)
+        since_purchase_ms = time.time() * 1000 - purchase["event_time"]
+        if answer["features_age_ms"] is not None and answer["features_age_ms"] <= since_purchase_ms:
+            break  # the answer was read from a session row that holds the purchase
+        assert time.monotonic() < deadline, f"the purchase never reached the online store: {answer}"
+        time.sleep(0.5)
+    assert top not in {i["item_id"] for i in answer["items"]}
+    assert len(answer["items"]) == 10
+
+
 def test_anonymous_and_unknown_sessions_get_named_fallbacks(recommender: dict[str, Any]) -> None:
     answer = recommend(recommender, {"session_id": "nobody-ever-had-this-session", "k": 5}).json()
     assert answer["fallback"] == "unknown_session"

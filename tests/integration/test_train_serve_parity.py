@@ -190,7 +190,7 @@ def test_online_query_inputs_equal_the_training_rows(
     both_sides: tuple[Settings, int], events: pd.DataFrame, trained: Any
 ) -> None:
     from lambdarec.featurestore.store import open_store
-    from lambdarec.models.inputs import assemble_queries
+    from lambdarec.models.inputs import assemble_queries, id_list
     from lambdarec.models.sources import OfflineFeatureSource, OnlineFeatureSource
 
     settings, moment = both_sides
@@ -201,11 +201,17 @@ def test_online_query_inputs_equal_the_training_rows(
     sessions, users = pairs["session_id"].astype(str).tolist(), pairs["user_id"].tolist()
     store = open_store(settings)
     offline_rows = OfflineFeatureSource(store).query_rows(sessions, users, [moment] * len(pairs))
+    offline_rules = OfflineFeatureSource(store).session_rule_rows(sessions, [moment] * len(pairs))
     online = OnlineFeatureSource(store)
     try:
         online_rows = online.query_rows(sessions, users, [moment] * len(pairs))
+        online_rules = online.session_rule_rows(sessions, [moment] * len(pairs))
     finally:
         online.close()
+    # The request path's rule (items bought in the session are left out) reads the same both ways.
+    bought = names.SESSION_PURCHASED_ITEMS
+    assert [id_list(v) for v in online_rules[bought]] == [id_list(v) for v in offline_rules[bought]]
+    assert any(id_list(v) for v in online_rules[bought]), "no sampled session bought anything"
     offline = assemble_queries(offline_rows, trained.vocab)
     served = assemble_queries(online_rows, trained.vocab)
     assert offline.recent_ids == served.recent_ids

@@ -106,3 +106,19 @@ def test_prefix_rows_emit_from_folds_earlier_events_without_rows() -> None:
     assert session_prefix_rows([]) == []
     with pytest.raises(ValueError, match="s2"):
         session_prefix_rows(session_events(2) + session_events(1, session="s2"))
+
+
+def test_purchased_items_are_the_sessions_latest_purchases_in_event_time_order() -> None:
+    """Only purchases count, oldest first whatever the arrival order, a redelivery once, the latest 20 kept."""
+    from lambdarec.features.session import PURCHASED_ITEMS
+
+    def event(n: int, kind: str) -> dict[str, object]:
+        return {"event_id": f"e{n}", "session_id": "s", "item_id": f"i{n}", "event_type": kind, "event_time": 1_000 * n}
+
+    events = [event(n, "purchase" if n % 2 else "view") for n in range(1, 60)]
+    shuffled = events[::-1] + events[:5]  # late arrivals and redeliveries
+    features = fold_session(shuffled)
+    bought = [f"i{n}" for n in range(1, 60, 2)][-PURCHASED_ITEMS:]
+    assert features[names.SESSION_PURCHASED_ITEMS] == bought
+    assert fold_session(events[:2])[names.SESSION_PURCHASED_ITEMS] == ["i1"]
+    assert fold_session([event(2, "cart")])[names.SESSION_PURCHASED_ITEMS] == []

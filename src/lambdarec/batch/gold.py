@@ -294,7 +294,7 @@ def session_features(events: DataFrame, snapshots: DataFrame) -> DataFrame:
         f"{names.SESSION_EVENT_COUNT} long, {names.SESSION_VIEW_COUNT} long, {names.SESSION_CART_COUNT} long, "
         f"{names.SESSION_PURCHASE_COUNT} long, {names.SESSION_DISTINCT_CATEGORIES} long, "
         f"{names.SESSION_START_MS} long, {names.SESSION_LAST_EVENT_MS} long, {names.SESSION_DWELL_S} double, "
-        f"{EVENT_TIMESTAMP} timestamp, {SNAPSHOT_DATE} string"
+        f"{names.SESSION_PURCHASED_ITEMS} array<string>, {EVENT_TIMESTAMP} timestamp, {SNAPSHOT_DATE} string"
     )
     end = F.col("_end")
     # Each event serves its own date's snapshot and, as prior state, the next date's.

@@ -27,6 +27,8 @@ SESSION_KEY = names.SESSION_ID
 """The column that keys a session in every layer: the shop's ``session_id``, never split by idle time."""
 RECENT_ITEMS = 20
 """How many of the session's latest items the sequence feature keeps."""
+PURCHASED_ITEMS = 20
+"""How many of the session's latest purchases are kept (the request path removes those items)."""
 MAX_TRACKED_CATEGORIES = 256
 """Distinct categories are counted up to this bound (keeps state small under abuse)."""
 
@@ -45,6 +47,7 @@ class SessionState:
         cart_count: Add-to-carts.
         purchase_count: Purchases.
         recent: ``(event_time, event_id, item_id)`` of the latest events, oldest first.
+        purchased: The same for the latest purchases.
         categories: Distinct categories seen (bounded).
         seen_ids: Event ids folded in, so a redelivered event is not counted twice.
     """
@@ -56,6 +59,7 @@ class SessionState:
     cart_count: int = 0
     purchase_count: int = 0
     recent: list[tuple[int, str, str]] = field(default_factory=list)
+    purchased: list[tuple[int, str, str]] = field(default_factory=list)
     categories: set[str] = field(default_factory=set)
     seen_ids: set[str] = field(default_factory=set)
 
@@ -94,11 +98,18 @@ def update_session(state: SessionState, event: Mapping[str, Any]) -> bool:
     category = event.get("category")
     if category and len(state.categories) < MAX_TRACKED_CATEGORIES:
         state.categories.add(str(category))
-    # Keep the latest items in event-time order (ties by event_id) whatever the arrival order.
-    bisect.insort(state.recent, (time_ms, event_id, str(event["item_id"])))
-    if len(state.recent) > RECENT_ITEMS:
-        del state.recent[0]
+    entry = (time_ms, event_id, str(event["item_id"]))
+    _keep_latest(state.recent, entry, RECENT_ITEMS)
+    if event["event_type"] == "purchase":
+        _keep_latest(state.purchased, entry, PURCHASED_ITEMS)
     return True
+
+
+def _keep_latest(entries: list[tuple[int, str, str]], entry: tuple[int, str, str], limit: int) -> None:
+    """Insert in event-time order (ties by event_id) whatever the arrival order; keep the latest ``limit``."""
+    bisect.insort(entries, entry)
+    if len(entries) > limit:
+        del entries[0]
 
 
 def session_features(state: SessionState) -> dict[str, Any]:
@@ -114,6 +125,7 @@ def session_features(state: SessionState) -> dict[str, Any]:
         names.SESSION_START_MS: state.start_ms,
         names.SESSION_LAST_EVENT_MS: state.last_ms,
         names.SESSION_DWELL_S: (state.last_ms - state.start_ms) / 1000.0,
+        names.SESSION_PURCHASED_ITEMS: [item for _t, _id, item in state.purchased],
     }
 
 

@@ -5,7 +5,9 @@ models turn either answer into arrays with :mod:`lambdarec.models.inputs`:
 
 - :meth:`FeatureSource.query_rows`: ``retrieval_v2`` per (session, user) at a moment;
 - :meth:`FeatureSource.candidate_rows`: ``ranking_v2`` per (user, item) at a moment;
-- :meth:`FeatureSource.neighbour_rows`: ``neighbours_v1`` per item at a moment.
+- :meth:`FeatureSource.neighbour_rows`: ``neighbours_v1`` per item at a moment;
+- :meth:`FeatureSource.session_rule_rows`: ``session_rules_v1`` per session at a moment (what the
+  request path's rules read, e.g. the items bought in the session; no model reads it).
 
 Offline, "at a moment" is Feast's point-in-time join (every value observed at or before it);
 online it is now (the moment only feeds the request-time on-demand features).
@@ -42,6 +44,10 @@ class FeatureSource(Protocol):
 
     def neighbour_rows(self, item_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
         """``neighbours_v1`` rows."""
+        ...
+
+    def session_rule_rows(self, session_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
+        """``session_rules_v1`` rows."""
         ...
 
 
@@ -125,6 +131,11 @@ class OfflineFeatureSource:
         entities: dict[str, list[Any]] = {names.ITEM_ID: [str(i) for i in item_ids]}
         return self._historical(names.NEIGHBOUR_FEATURE_SERVICE, entities, moments_ms)
 
+    def session_rule_rows(self, session_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
+        """``session_rules_v1`` as of each moment."""
+        entities: dict[str, list[Any]] = {names.SESSION_ID: [str(s) for s in session_ids]}
+        return self._historical(names.SESSION_RULES_FEATURE_SERVICE, entities, moments_ms)
+
 
 ROWS_PER_READ = 50_000
 """Entity rows per Feast call: a call's answer (and its on-demand features) is built in memory,
@@ -172,7 +183,12 @@ class OnlineFeatureSource:
         from lambdarec.featurestore.online import OnlineFeatureReader
 
         self.readers: dict[str, OnlineFeatureReader] = {}
-        for service in (names.QUERY_FEATURE_SERVICE, names.CANDIDATE_FEATURE_SERVICE, names.NEIGHBOUR_FEATURE_SERVICE):
+        for service in (
+            names.QUERY_FEATURE_SERVICE,
+            names.CANDIDATE_FEATURE_SERVICE,
+            names.NEIGHBOUR_FEATURE_SERVICE,
+            names.SESSION_RULES_FEATURE_SERVICE,
+        ):
             try:
                 self.readers[service] = OnlineFeatureReader(store, service)
             except Exception as err:  # FeatureServiceNotFoundException and registry errors
@@ -200,6 +216,10 @@ class OnlineFeatureSource:
     def neighbour_rows(self, item_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
         """``neighbours_v1`` now."""
         return self.readers[names.NEIGHBOUR_FEATURE_SERVICE].read({names.ITEM_ID: [str(i) for i in item_ids]})
+
+    def session_rule_rows(self, session_ids: Sequence[str], moments_ms: Sequence[int]) -> Columns:
+        """``session_rules_v1`` now."""
+        return self.readers[names.SESSION_RULES_FEATURE_SERVICE].read({names.SESSION_ID: [str(s) for s in session_ids]})
 
     def close(self) -> None:
         """Close the readers' connections."""

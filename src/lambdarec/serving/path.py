@@ -17,7 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -110,6 +110,9 @@ class _TimedSource:
         with self.timer.stage("neighbours"):
             return self.budget(lambda: self.source.neighbour_rows(item_ids, moments_ms))
 
+    def session_rule_rows(self, session_ids: Sequence[str], moments_ms: Sequence[int]) -> Any:
+        return self.source.session_rule_rows(session_ids, moments_ms)
+
 
 class RequestPath:
     """Answers batches of requests with the served model, or with the fallbacks.
@@ -173,9 +176,11 @@ class RequestPath:
         if rows is None:
             reasons = ["online_store_unavailable"] * n
             sessions: list[list[str]] = [[] for _ in range(n)]
+            bought: list[set[str]] = [set() for _ in range(n)]
             ages: list[int | None] = [None] * n
         else:
             sessions = [id_list(v) for v in rows[names.SESSION_RECENT_ITEMS]]
+            bought = [set(id_list(v)) for v in rows[names.SESSION_PURCHASED_ITEMS]]
             ages = [_age(now, v) for v in rows[names.SESSION_LAST_EVENT_MS]]
             for i, items in enumerate(sessions):
                 if not items:
@@ -200,8 +205,12 @@ class RequestPath:
             neighbours = self._neighbour_reader() if rows is not None else None
             for i in range(n):
                 if i not in ranked:
-                    ranked[i] = self.fallbacks.answer(sessions[i], requests[i].k + len(requests[i].exclude), neighbours)
-        return [self.answer(requests[i], ranked[i], model, reasons[i], ages[i], timer.timings_ms, n) for i in range(n)]
+                    wanted = requests[i].k + len(requests[i].exclude) + len(bought[i])
+                    ranked[i] = self.fallbacks.answer(sessions[i], wanted, neighbours)
+        return [
+            self.answer(requests[i], ranked[i], model, reasons[i], ages[i], timer.timings_ms, n, bought=bought[i])
+            for i in range(n)
+        ]
 
     def warm_up(self, model: ServedModel, item_id: str) -> dict[str, float]:
         """Run one made-up session through every stage of ``model`` (torch, Milvus, the store's readers).
@@ -231,21 +240,29 @@ class RequestPath:
     def read_online_features(
         self, requests: Sequence[RecommendRequest], now_ms: int, timer: StageTimer
     ) -> dict[str, list[Any]] | None:
-        """``retrieval_v2`` rows of every request's session and user (None: the store did not answer)."""
+        """``retrieval_v2`` rows of every request's session and user, with the session's purchased items.
+
+        The purchased items come from ``session_rules_v1`` (no model reads them; the answer leaves
+        them out). Both reads share the latency budget.
+
+        Returns:
+            Columns by feature name, one value per request (None: the store did not answer).
+        """
         if self.features is None:
             return None
         features = self.features
+        session_ids = [r.session_id for r in requests]
+        moments = [now_ms] * len(requests)
+
+        def read() -> dict[str, list[Any]]:
+            rows = dict(features.query_rows(session_ids, [r.user_id or "" for r in requests], moments))
+            rules = features.session_rule_rows(session_ids, moments)
+            rows[names.SESSION_PURCHASED_ITEMS] = list(rules[names.SESSION_PURCHASED_ITEMS])
+            return rows
+
         with timer.stage("online_features"):
             try:
-                return self._within_budget(
-                    lambda: dict(
-                        features.query_rows(
-                            [r.session_id for r in requests],
-                            [r.user_id or "" for r in requests],
-                            [now_ms] * len(requests),
-                        )
-                    )
-                )
+                return self._within_budget(read)
             except Exception as err:  # noqa: BLE001 - any store failure becomes a fallback, logged
                 log.warning("online store read failed: %s", err)
                 return None
@@ -316,9 +333,11 @@ class RequestPath:
         age_ms: int | None,
         timings_ms: dict[str, float],
         batch_size: int,
+        *,
+        bought: Collection[str] = (),
     ) -> RecommendResponse:
-        """The top ``k`` of ``ranked`` without the excluded items."""
-        excluded = set(request.exclude)
+        """The top ``k`` of ``ranked`` without the request's ``exclude`` and the items ``bought`` in the session."""
+        excluded = set(request.exclude) | set(bought)
         items = [item for item in ranked if item.item_id not in excluded][: request.k]
         return RecommendResponse(
             items=items,

@@ -41,6 +41,7 @@ def build_session_repo(folder: Path) -> Any:
     types: dict[str, Any] = {
         names.SESSION_RECENT_ITEMS: Array(String),
         names.SESSION_DWELL_S: Float64,
+        names.SESSION_PURCHASED_ITEMS: Array(String),
     }
     view = FeatureView(
         name=names.SESSION_FEATURE_VIEW,

@@ -180,6 +180,10 @@ def test_gold_of_many_dates_in_one_pass_equals_each_date_alone(
                     assert a.tolist() == b.tolist(), (table, day, column)
 
 
+LIST_FEATURES = {names.SESSION_RECENT_ITEMS, names.SESSION_PURCHASED_ITEMS}
+"""Session features whose Parquet values come back as arrays."""
+
+
 def test_gold_session_rows_are_the_prefix_snapshots(built: dict, shop_events: pa.Table, batch_lake: Lake) -> None:
     """Each row of a date: the shared fold after one event time of a session (its events of D and D-1)."""
     gold = pq.read_table(batch_lake.gold("session_features") / f"date={LAST}").to_pandas()
@@ -195,8 +199,9 @@ def test_gold_session_rows_are_the_prefix_snapshots(built: dict, shop_events: pa
     want = pd.DataFrame(expected).sort_values(key).reset_index(drop=True)
     assert (got["event_timestamp"] == pd.to_datetime(got[names.SESSION_LAST_EVENT_MS], unit="ms", utc=True)).all()
     for name in names.SESSION_FEATURES:
-        actual = got[name].map(list) if name == names.SESSION_RECENT_ITEMS else got[name]
+        actual = got[name].map(list) if name in LIST_FEATURES else got[name]
         assert actual.tolist() == want[name].tolist(), name
+    assert got[names.SESSION_PURCHASED_ITEMS].map(len).gt(0).any()  # purchases are among them
     # Point in time: no session has two rows at one instant.
     assert not got.duplicated(key).any()
 
@@ -228,7 +233,7 @@ def test_parity_spark_batch_vs_streaming_fold(built: dict, shop_events: pa.Table
         batch = gold.loc[session_id]
         for name in names.SESSION_FEATURES:
             expected, actual = streamed[name], batch[name]
-            assert (list(actual) if name == names.SESSION_RECENT_ITEMS else actual) == expected, (session_id, name)
+            assert (list(actual) if name in LIST_FEATURES else actual) == expected, (session_id, name)
         compared += 1
     assert compared > 20
     assert crossing > 0  # sessions over midnight are folded whole, as the stream folds them

@@ -83,10 +83,12 @@ def test_the_served_ranking_is_the_evaluated_ranking(
         response = path.recommend([request])[0]
         pairs, scores = trained.score(example, tiny_source)
         order = np.lexsort((pairs.item_ids.astype(str), -scores))
-        expected = [str(pairs.item_ids[i]) for i in order[:10]]
+        # The answer leaves out what the session bought (a request rule, not a model input).
+        bought = set(tiny_source.session_rule_rows([request.session_id], [moment])["session_purchased_items"][0] or [])
+        kept = [i for i in order if str(pairs.item_ids[i]) not in bought][:10]
         assert response.fallback is None and response.model_version == "7"
-        assert [i.item_id for i in response.items] == expected
-        assert np.allclose([i.score for i in response.items], np.sort(scores)[::-1][:10], atol=1e-6)
+        assert [i.item_id for i in response.items] == [str(pairs.item_ids[i]) for i in kept]
+        assert np.allclose([i.score for i in response.items], scores[kept], atol=1e-6)
         assert {"online_features", "query_tower", "index_search", "neighbours", "candidate_features", "ranker"} <= set(
             response.timings_ms
         )
@@ -116,6 +118,42 @@ def test_excluded_items_never_come_back(trained: TwoStageRecommender, tiny_split
     again = path.recommend([request.model_copy(update={"exclude": first[:4]})])[0]
     assert not set(first[:4]) & {i.item_id for i in again.items}
     assert len(again.items) == 10
+
+
+class BoughtSource:
+    """The stand-in store, with ``bought`` as every session's purchased items (``session_rules_v1``)."""
+
+    def __init__(self, source: Any, bought: list[str]) -> None:
+        self.source, self.bought = source, bought
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.source, name)
+
+    def session_rule_rows(self, session_ids: Any, moments_ms: Any) -> Any:
+        return {"session_id": list(session_ids), "session_purchased_items": [list(self.bought) for _ in session_ids]}
+
+
+def test_items_bought_in_the_session_never_come_back(
+    trained: TwoStageRecommender, tiny_split: Any, tiny_source: Any
+) -> None:
+    """What the session bought is left out of the models' answer and of every fallback's."""
+    example = tiny_split.test.subset(np.array([0]))
+    moment = int(example.time_ms[0]) - 1
+    request = RecommendRequest(session_id=str(example.session_id[0]), k=10)
+    plain = path_at(moment, trained, tiny_source, ExactIndex(trained))
+    first = [i.item_id for i in plain.recommend([request])[0].items]
+    path = path_at(moment, trained, BoughtSource(tiny_source, first[:3]), ExactIndex(trained))
+    again = path.recommend([request])[0]
+    assert again.fallback is None
+    assert [i.item_id for i in again.items] == first[3:] + [i.item_id for i in again.items][7:]
+    assert len(again.items) == 10
+    # A fallback answer (an unknown session: trending, then popular) leaves them out too.
+    popular = [item for item, _ in path.fallbacks.popular[:4]]
+    path = path_at(10**13, trained, BoughtSource(tiny_source, popular[:2]), ExactIndex(trained))
+    unknown = path.recommend([RecommendRequest(session_id="never-seen", k=4)])[0]
+    assert unknown.fallback == "unknown_session"
+    assert [i.item_id for i in unknown.items][:2] == popular[2:4]
+    assert not set(popular[:2]) & {i.item_id for i in unknown.items}
 
 
 class GrownIndex(ExactIndex):
