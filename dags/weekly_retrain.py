@@ -4,13 +4,16 @@ Retrain through the feature store and promote only through the gates:
 
 1. GX on the latest day's silver events and gold item stats (recorded, not raised: it is a gate);
 2. train the two-tower and DeepFM models from the lake through Feast (`lambdarec train`): MLflow run,
-   registered versions (alias `challenger`), their Milvus collection;
+   registered versions (alias `challenger`), their Milvus collection; before registering, GX's
+   `training_examples` suite on the training examples, and the champion scored on the challenger's
+   own test window;
 3. drift of the latest day against the week before it (PSI / KL per feature, policy in
    `lambdarec.quality.drift`);
-4. the promotion gate: GX green, no feature at the drift *block* level, challenger not worse than
-   the champion beyond 2%. Every gate's verdict and figures go on the challenger's MLflow run
-   (tags `gate.*`, `promotion.decision`); only when all pass do the `champion` aliases of both models
-   and the Milvus `item_embeddings` alias move to the challenger.
+4. the promotion gate: GX green (the latest day and the training examples), no feature at the drift
+   *block* level, challenger not worse than the champion beyond 2% on the same test window. Every
+   gate's verdict and figures go on the challenger's MLflow run (tags `gate.*`, `promotion.decision`);
+   only when all pass do the `champion` aliases of both models and the Milvus `item_embeddings`
+   alias move to the challenger.
 """
 
 from __future__ import annotations
@@ -50,11 +53,12 @@ def weekly_retrain() -> None:
         return validate_day(day, raise_on_failure=False)
 
     @task
-    def train(_validation: dict[str, Any]) -> dict[str, Any]:
-        """Both models through the feature store; registered as challenger with their index."""
+    def train(day: str, _validation: dict[str, Any]) -> dict[str, Any]:
+        """Both models through the feature store (examples validated, champion re-scored on the same
+        window); registered as challenger with their index."""
         from lambdarec.quality.steps import train_challenger
 
-        return train_challenger()
+        return train_challenger(run_name=day)
 
     @task
     def measure_drift(day: str) -> dict[str, Any]:
@@ -72,7 +76,7 @@ def weekly_retrain() -> None:
 
     day = pick_day()
     validation = validate_latest(day)
-    promote(train(validation), validation, measure_drift(day))
+    promote(train(day, validation), validation, measure_drift(day))
 
 
 weekly_retrain()

@@ -84,6 +84,7 @@ def run_batch(
     dataset: str | None = None,
     dates: list[str] | None = None,
     gold_days: int | Sequence[str] | None = 2,
+    gold_backfill: bool = False,
     materialize: bool = True,
     shuffle_partitions: int = 8,
     console: Console | None = None,
@@ -100,6 +101,9 @@ def run_batch(
         gold_days: Which gold snapshots to build, in one Spark pass: the latest N silver dates
             (an int; ≥ 2 so the last date's training examples have the previous day's
             features), these dates (a list), or every silver date (None).
+        gold_backfill: Also build every silver date up to the latest of ``gold_days`` that has no
+            gold snapshot yet (a daily run's first interval on a lake with history: training
+            needs gold for every date), in the same pass.
         materialize: Load the latest features into the online store.
         shuffle_partitions: Spark shuffle partitions.
         console: Progress output (None: silent).
@@ -155,7 +159,10 @@ def run_batch(
             summary.silver = [r.to_dict() for r in silver_reports]
         summary.stages_s["silver"] = time.monotonic() - started
         started = time.monotonic()
-        gold_dates = _gold_dates(silver_dates(lake), gold_days)
+        available = silver_dates(lake)
+        gold_dates = _gold_dates(available, gold_days)
+        if gold_backfill and gold_dates:
+            gold_dates = sorted(set(gold_dates) | set(_dates_without_gold(lake, available, gold_dates[-1])))
         with out.status(f"gold: snapshots of {len(gold_dates)} dates in one pass..."):
             summary.gold = [r.to_dict() for r in build_gold_range(spark, lake, gold_dates)]
         summary.stages_s["gold"] = time.monotonic() - started
@@ -182,6 +189,14 @@ def run_batch(
         summary.stages_s["materialize"] = time.monotonic() - started
     write_json_atomic(lake.root / "_reports" / "batch.json", summary.to_dict())
     return summary
+
+
+def _dates_without_gold(lake: Lake, available: Sequence[str], until: str) -> list[str]:
+    """Silver dates up to ``until`` missing from any gold table (what a backfill builds)."""
+    from lambdarec.batch.gold import GOLD_TABLES
+
+    built = [{p.name.split("=", 1)[1] for p in lake.gold(t).glob("date=*")} for t in GOLD_TABLES]
+    return [d for d in available if d <= until and any(d not in dates for dates in built)]
 
 
 def _gold_dates(available: list[str], gold_days: int | Sequence[str] | None) -> list[str]:

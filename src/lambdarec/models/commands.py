@@ -132,6 +132,23 @@ def train_from_store(
         DatasetError: No silver events, dates without gold, or too few examples.
         LookupError: A feature service is not in the registry.
     """
+    result, recommender, source, _ = train_split_from_store(
+        settings, label=label, config=config, test_fraction=test_fraction, max_test=max_test, progress=progress
+    )
+    return result, recommender, source
+
+
+def train_split_from_store(
+    settings: Any,
+    *,
+    label: str,
+    config: Any = None,
+    test_fraction: float = 0.2,
+    max_test: int = 5_000,
+    progress: Any = None,
+) -> tuple[Any, Any, Any, Any]:
+    """:func:`train_from_store`, also returning the :class:`~lambdarec.models.data.Split` (its examples
+    and its test window, for the gates that judge them)."""
     from lambdarec.batch.lake import Lake
     from lambdarec.evaluate.report import evaluate_split
     from lambdarec.featurestore.store import apply, open_store
@@ -145,7 +162,34 @@ def train_from_store(
     source = OfflineFeatureSource(open_store(settings))
     split = temporal_split(events, source, test_fraction=test_fraction, max_test=max_test)
     result, recommender = evaluate_split(split, source, config, dataset=label, progress=progress)
-    return result, recommender, source
+    return result, recommender, source, split
+
+
+def evaluate_version_on_split(tracking_uri: str, version: str, split: Any, source: Any, k: int = 100) -> dict[str, Any]:
+    """Score a registered version's serving bundle on a split's test window (no training).
+
+    What the promotion gate compares: the champion on the challenger's own test window, so both
+    numbers come from the same examples and the same feature reads. Metric names are those of the
+    challenger's MLflow run (``two-stage.recall_at_20``, ...); targets are coded in the champion's
+    vocabulary (an item it never saw is a miss, as it would be when serving).
+
+    Returns:
+        ``{"version": ..., "examples": n, "metrics": {name: value}}``.
+    """
+    import tempfile
+
+    from lambdarec.evaluate.metrics import next_item_metrics
+    from lambdarec.evaluate.report import PIPELINE_ROW
+    from lambdarec.models.bundle import load_bundle
+    from lambdarec.tracking.mlflow_log import _metric_key, download_bundle
+
+    with tempfile.TemporaryDirectory(prefix="lambdarec-champion-") as tmp:
+        champion = load_bundle(download_bundle(tracking_uri, version, Path(tmp)))
+    items, _, _ = champion.rank(split.test, source, k)
+    targets = champion.vocab.codes([str(t) for t in split.test.target_id])
+    prefix = PIPELINE_ROW.split(" ")[0]
+    metrics = {_metric_key(f"{prefix}.{name}"): float(v) for name, v in next_item_metrics(items, targets).items()}
+    return {"version": str(version), "examples": len(split.test), "metrics": metrics}
 
 
 def evaluate_command(
@@ -225,6 +269,7 @@ def run_models_stage(
     index_type: str = "IVF_FLAT",
     train_budget_s: float = 450.0,
     max_test: int = 5_000,
+    judge: Any = None,
 ) -> dict[str, Any]:
     """Train + evaluate both models through the feature store, log and register them with their
     serving bundle, build and swap the catalogue-wide item index.
@@ -242,6 +287,9 @@ def run_models_stage(
         index_type: IVF_FLAT (the measured default), HNSW or FLAT.
         train_budget_s: Training-time budget: two thirds for the two-tower, one third for DeepFM.
         max_test: Test examples evaluated.
+        judge: Called as ``judge(split, source)`` after training and before anything is logged or
+            registered (the champion's alias has not moved yet); what it returns goes into the
+            summary under ``judged`` (the weekly retrain's examples suite and champion re-evaluation).
 
     Returns:
         A summary: run id, model versions, the quality table, index collection.
@@ -260,10 +308,11 @@ def run_models_stage(
     progress, update = _progress_bar(out)
     started = time.monotonic()
     with progress:
-        result, recommender, source = train_from_store(
+        result, recommender, source, split = train_split_from_store(
             settings, label=label, config=_config(train_budget_s), max_test=max_test, progress=update
         )
     out.print(render_table(result))
+    judged = judge(split, source) if judge is not None else None
     # The served index holds every item the batch layer knows now, cold ones by content alone.
     catalogue = catalogue_rows(Lake.under(settings.state_dir), source)
     if catalogue["item_id"]:
@@ -284,6 +333,8 @@ def run_models_stage(
         "train_from_store_s": train_s,
         "evaluation": result.to_dict(),
     }
+    if judged is not None:
+        summary["judged"] = judged
     if build_index:
         from lambdarec.index.milvus import build_collection, connect_settings, swap_alias
 

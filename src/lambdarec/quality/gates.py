@@ -118,10 +118,12 @@ def performance_gate(
     metric: str = DEFAULT_METRIC,
     tolerance: float = DEFAULT_TOLERANCE,
     higher_is_better: bool = True,
+    window: str = "",
 ) -> GateResult:
     """Pass when the challenger's ``metric`` is within ``tolerance`` (relative) of the champion's or better.
 
-    Both sets of metrics must come from the same evaluation window. Without a champion the gate passes.
+    Both sets of metrics should come from the same evaluation window; ``window`` says which one was
+    used (it ends the detail recorded on the run). Without a champion the gate passes.
     """
     if metric not in challenger:
         return GateResult(PERFORMANCE_GATE, False, f"the challenger has no metric {metric}")
@@ -133,6 +135,8 @@ def performance_gate(
     passed = value >= floor if higher_is_better else value <= floor
     verb = "within tolerance of" if passed else "worse than"
     detail = f"{metric} {value:.4f} {verb} the champion's {best:.4f} (tolerance {tolerance:.0%})"
+    if window:
+        detail += f", on {window}"
     return GateResult(PERFORMANCE_GATE, passed, detail, {"challenger": value, "champion": best, "floor": floor})
 
 

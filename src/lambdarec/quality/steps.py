@@ -77,10 +77,15 @@ def silver_window(settings: Settings, first: date, last: date) -> pd.DataFrame:
 
 
 def run_daily_batch(day: str, settings: Settings | None = None) -> dict[str, Any]:
-    """Kafka → bronze → silver → gold for ``day`` (the batch layer, as ``lambdarec batch run``); no materialize."""
+    """Kafka → bronze → silver → gold for ``day`` (the batch layer, as ``lambdarec batch run``); no materialize.
+
+    Earlier dates whose gold is missing are built in the same pass: the DAG does not catch up
+    (``catchup=False``), so its first run on a lake with history is what gives the weekly
+    retrain gold for every date it trains on. A rerun rebuilds ``day`` alone.
+    """
     from lambdarec.batch.pipeline import run_batch
 
-    summary = run_batch(_settings(settings), gold_days=[day], materialize=False)
+    summary = run_batch(_settings(settings), gold_days=[day], gold_backfill=True, materialize=False)
     return dict(summary.to_dict())
 
 
@@ -192,13 +197,68 @@ def alert_on_drift(report: dict[str, Any], settings: Settings | None = None) -> 
     return {"alerted": True, "level": level, "path": str(path)}
 
 
-def train_challenger(settings: Settings | None = None, *, train_budget_s: float = 450.0) -> dict[str, Any]:
-    """Train both models through the feature store, log and register them (challenger) and build their index."""
+def train_challenger(
+    settings: Settings | None = None, *, train_budget_s: float = 450.0, run_name: str = "latest"
+) -> dict[str, Any]:
+    """Train both models through the feature store, log and register them (challenger) and build their index.
+
+    Before anything is registered, :func:`judge_training` validates the training examples and scores
+    the current champion on the challenger's test window; both go to the promotion gate (``judged``).
+
+    Args:
+        settings: The environment.
+        train_budget_s: Training-time budget of both models.
+        run_name: Name of the examples' validation run (the DAG passes its day).
+    """
     from lambdarec.models.commands import run_models_stage
 
-    summary = run_models_stage(_settings(settings), label="lake", promote=False, train_budget_s=train_budget_s)
-    keep = ("run_id", "two_tower_version", "deepfm_version", "champion", "train_from_store_s", "index")
+    chosen = _settings(settings)
+
+    def judge(split: Any, source: Any) -> dict[str, Any]:
+        return judge_training(chosen, split, source, run_name=run_name)
+
+    summary = run_models_stage(chosen, label="lake", promote=False, train_budget_s=train_budget_s, judge=judge)
+    keep = ("run_id", "two_tower_version", "deepfm_version", "champion", "train_from_store_s", "index", "judged")
     return {k: summary[k] for k in keep if k in summary}
+
+
+def judge_training(settings: Settings, split: Any, source: Any, *, run_name: str = "latest") -> dict[str, Any]:
+    """What the promotion gate needs from a training run, computed before its versions are registered.
+
+    - ``examples``: the ``training_examples`` suite on the split's training examples (reference for
+      the learned bounds: the examples before their latest day);
+    - ``champion_same_window``: the current champion's bundle scored on the challenger's own test
+      window (:func:`lambdarec.models.commands.evaluate_version_on_split`), so the performance gate
+      compares like with like; None without a champion, ``{"version", "error"}`` when its bundle
+      cannot be scored here (the gate then falls back to the metrics logged on the champion's run).
+    """
+    from lambdarec import names
+    from lambdarec.models.commands import evaluate_version_on_split
+    from lambdarec.quality.frames import examples_frame
+    from lambdarec.quality.validation import validate
+    from lambdarec.tracking.mlflow_log import alias_version
+    from lambdarec.vectors import mlflow_tracking_uri
+
+    frame = examples_frame(split.train)
+    last_day_ms = int(frame["time_ms"].max()) // 86_400_000 * 86_400_000 if len(frame) else 0
+    earlier = frame[frame["time_ms"] < last_day_ms]
+    outcome = validate(
+        frame,
+        "training_examples",
+        state_dir=settings.state_dir,
+        reference=earlier if len(earlier) else None,
+        run_name=run_name,
+    )
+    uri = mlflow_tracking_uri(settings)
+    champion = alias_version(uri, names.TWO_TOWER_MODEL, names.CHAMPION_ALIAS)
+    same_window: dict[str, Any] | None = None
+    if champion is not None:
+        try:
+            same_window = evaluate_version_on_split(uri, champion, split, source)
+        except Exception as err:  # noqa: BLE001 - a champion we cannot score must not lose the challenger's run
+            log.warning("champion v%s could not be scored on the challenger's window: %s", champion, err)
+            same_window = {"version": champion, "error": f"{type(err).__name__}: {err}"}
+    return {"examples": outcome.to_dict(), "champion_same_window": same_window}
 
 
 def run_metrics(run_id: str, settings: Settings | None = None) -> dict[str, float]:
@@ -258,14 +318,28 @@ def decide_promotion(
         ],
         DriftPolicy(**drift["policy"]),
     )
+    judged = challenger.get("judged") or {}
+    if judged.get("examples"):
+        examples = judged["examples"]
+        outcomes.append(ValidationOutcome(**{**examples, "failures": [Failure(**f) for f in examples["failures"]]}))
     champion = champion_run(chosen)
     challenger_metrics = run_metrics(challenger["run_id"], chosen)
-    # The champion's own run was evaluated on its own window; when it is the challenger itself (the first
-    # model ever) there is nothing to beat.
-    champion_metrics = (
-        run_metrics(champion, chosen) if champion is not None and champion != challenger["run_id"] else None
-    )
-    gates = [quality_gate(outcomes), drift_gate(report), performance_gate(challenger_metrics, champion_metrics)]
+    # When the champion is the challenger itself (the first model ever) there is nothing to beat. Otherwise
+    # compare on the challenger's test window (the champion re-scored there before registration); only when
+    # that failed, on the metrics the champion's own run logged for its own, older window.
+    window = "the champion's own window"
+    champion_metrics = None
+    if champion is not None and champion != challenger["run_id"]:
+        same = judged.get("champion_same_window") or {}
+        if same.get("metrics"):
+            champion_metrics, window = same["metrics"], f"the same window ({same.get('examples')} test examples)"
+        else:
+            champion_metrics = run_metrics(champion, chosen)
+    gates = [
+        quality_gate(outcomes),
+        drift_gate(report),
+        performance_gate(challenger_metrics, champion_metrics, window=window),
+    ]
     client = None
     if swap_index:
         from lambdarec.index.milvus import connect_settings
@@ -279,6 +353,51 @@ def decide_promotion(
         if client is not None:
             client.close()
     return {"run_id": challenger["run_id"], **decision.to_dict(), "summary": decision.summary()}
+
+
+def gate_trained_models(models: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
+    """``weekly_retrain``'s gates over models already trained (the demo's models stage), for the latest day.
+
+    GX on the latest silver day (:func:`validate_day`, recorded not raised), its drift against the
+    week before (:func:`drift_report`; a lake of one day has no reference, and the drift gate then
+    judges no feature, saying so), and the promotion gate (:func:`decide_promotion`), which records
+    every verdict on the models' MLflow run.
+
+    Args:
+        models: What :func:`lambdarec.models.commands.run_models_stage` returned.
+        settings: The environment.
+
+    Returns:
+        The decision (``promote``, ``blocked_by``, ``gates``, ``summary``), the day, and links:
+        ``mlflow_run_url`` (the run whose tags show the gates) and ``data_docs`` (the day's page).
+    """
+    from mlflow.tracking import MlflowClient
+
+    from lambdarec.quality.drift import DriftPolicy, DriftReport
+    from lambdarec.quality.validation import site_dir
+    from lambdarec.vectors import mlflow_tracking_uri
+
+    chosen = _settings(settings)
+    dates = silver_dates(chosen)
+    if not dates:
+        raise FileNotFoundError(f"no silver events under {_lake(chosen).silver}: run the batch layer first")
+    day = dates[-1]
+    validation = validate_day(day, chosen, raise_on_failure=False)
+    try:
+        drift = drift_report(day, chosen, reference_days=TRAINING_REFERENCE_DAYS)
+    except FileNotFoundError as err:
+        drift = {"day": day, **DriftReport([], DriftPolicy()).to_dict(), "summary": str(err)}
+    decision = decide_promotion(models, validation, drift, chosen)
+    uri = mlflow_tracking_uri(chosen)
+    experiment = MlflowClient(tracking_uri=uri).get_run(str(models["run_id"])).info.experiment_id
+    pages = [o["docs_page"] for o in validation["outcomes"] if o.get("docs_page")]
+    return {
+        "day": day,
+        **decision,
+        "drift": drift.get("summary"),
+        "mlflow_run_url": f"{uri.rstrip('/')}/#/experiments/{experiment}/runs/{models['run_id']}",
+        "data_docs": (site_dir(chosen.state_dir) / pages[0]).resolve().as_uri() if pages else None,
+    }
 
 
 def docs_index(settings: Settings | None = None) -> Path:

@@ -1,4 +1,4 @@
-"""The Airflow DAGs on a real Airflow 3 (metadata DB migrated into a private AIRFLOW_HOME).
+"""The Airflow DAGs on a real Airflow 3 (metadata DB migrated into a private AIRFLOW_HOME, ``conftest.py``).
 
 DagBag integrity (no import errors, tags, retries, nothing heavy at the top of a DAG file), and
 ``drift_monitor`` run end to end with ``dag.test()`` on a lake whose latest day has prices in cents:
@@ -9,12 +9,7 @@ interval gives the same report.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,48 +23,6 @@ EXPECTED = {"daily_features", "weekly_retrain", "drift_monitor"}
 ALLOWED_TOP_LEVEL = {"__future__", "typing", "pendulum", "airflow.sdk"}
 DAY_MS = 86_400_000
 START_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC
-
-
-@pytest.fixture(scope="module")
-def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A private AIRFLOW_HOME with a migrated SQLite metadata DB and a private lambdarec state folder."""
-    # Airflow reads its configuration once, at import: the environment must be set before that.
-    if "airflow" in sys.modules:
-        pytest.fail("airflow was imported before its private AIRFLOW_HOME was set")
-    if importlib.util.find_spec("airflow") is None:
-        pytest.skip("apache-airflow is not installed (the 'orchestration' extra)")
-    home = tmp_path_factory.mktemp("airflow-home")
-    state = tmp_path_factory.mktemp("dag-state")
-    env = {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "LAMBDAREC_STATE_DIR": str(state),
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    # Airflow's children run `airflow` from PATH: the venv's bin must be on it.
-    bin_dir = str(Path(sys.executable).parent)
-    path = os.environ.get("PATH", "")
-    subprocess.run(
-        [str(Path(bin_dir) / "airflow"), "db", "migrate"],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "PATH": f"{bin_dir}:{path}"},
-        timeout=300,
-    )
-    import airflow  # noqa: F401 - configured from the environment above
-
-    try:
-        yield env
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def test_the_dagbag_imports_cleanly_with_tags_and_retries(airflow_env: dict[str, str]) -> None:
