@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from e2e_cli import run_cli
+from lambdarec import names
 
 pytestmark = pytest.mark.timeout(2700)  # the first test may run the whole demo in its fixture
 STAGES = {"online_features", "query_tower", "index_search", "neighbours", "candidate_features", "ranker"}
@@ -115,6 +116,16 @@ def test_an_item_bought_in_the_session_is_not_recommended_back(recommender: dict
         time.sleep(0.5)
     assert top not in {i["item_id"] for i in answer["items"]}
     assert len(answer["items"]) == 10
+    # The rule had its data: the speed layer put the purchase into session_rules_v1 online.
+    from lambdarec.featurestore.store import open_store
+    from lambdarec.models.sources import OnlineFeatureSource
+
+    online = OnlineFeatureSource(open_store(load_settings("local", state_dir=demo_state)))
+    try:
+        rules = online.session_rule_rows([session], [0])
+    finally:
+        online.close()
+    assert top in rules[names.SESSION_PURCHASED_ITEMS][0]
 
 
 def test_anonymous_and_unknown_sessions_get_named_fallbacks(recommender: dict[str, Any]) -> None:
