@@ -1123,20 +1123,56 @@ def stack_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> Section:
                     load_1m=load,
                 )
             )
-    section.figures.append(
-        Figure(
-            section.area,
-            "resident memory of the whole stack during the demo, peak and steady, per service",
-            None,
-            unit,
-            MISSING,
-            "–",
-            goal=goal_text(op, threshold, unit),
-            goal_source=src,
-            meaning="no benchmark measures it yet",
-            command="none yet: bench_services.py measures kafka, milvus and mlflow idle",
+    memory = docs.get("stack_memory.json")
+    memory_command = f"{PY} bench/bench_stack_memory.py"
+    if memory is None:
+        section.figures.append(
+            Figure(
+                section.area,
+                "memory of the whole stack during the demo, peak and steady, per service",
+                None,
+                unit,
+                MISSING,
+                "–",
+                goal=goal_text(op, threshold, unit),
+                goal_source=src,
+                meaning="not measured yet",
+                command=memory_command,
+            )
         )
+        return section
+    path, doc = memory
+    when, load = measured_at(doc, path), first_load(doc)
+    per_service = doc.get("per_service", {})
+    split = ", ".join(
+        f"{name} {fmt(v.get('peak_mb'))}/{fmt(v.get('steady_mb'))}"
+        for name, v in sorted(per_service.items(), key=lambda kv: -(kv[1].get("peak_mb") or 0))
     )
+    for which in ("peak", "steady"):
+        mb = doc.get(f"total_{which}_mb")
+        gb = None if mb is None else mb / 1024
+        section.figures.append(
+            Figure(
+                section.area,
+                f"memory of the whole stack during the demo ({doc.get('events', 0):,} events), {which}",
+                gb,
+                unit,
+                judge(gb, op, threshold),
+                "stack_memory.json",
+                goal=goal_text(op, threshold, unit),
+                goal_source=src,
+                meaning="PSS summed over every service's processes and the demo process (Spark driver, training); "
+                + (
+                    "the highest one-second sum while the demo ran"
+                    if which == "peak"
+                    else f"median over {fmt(doc.get('steady_s'))} s after it, every service up and idle"
+                )
+                + (f". Per service, peak/steady MB: {split}" if which == "peak" else ""),
+                command=memory_command,
+                measured_at=when,
+                load_1m=load,
+            )
+        )
     return section
 
 

@@ -24,6 +24,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "kafka": ("bench_kafka.py", ["--events", "1000000"], ["--events", "100000"]),
     "generator": ("bench_generator.py", ["--events", "10000000"], ["--events", "1000000"]),
     "services": ("bench_services.py", [], []),
+    # A whole `make demo` (200k events) with every process of the stack sampled; quick: a 20k-event demo.
+    "stack_memory": ("bench_stack_memory.py", [], ["--events", "20000", "--train-budget", "30", "--steady-s", "20"]),
     "batch": ("bench_batch.py", ["--events", "1000000", "10000000"], ["--events", "100000", "300000"]),
     "feast": ("bench_feast.py", [], ["--users", "20000", "--items", "10000", "--reads", "200"]),
     "feast_pusher": ("bench_feast.py", ["--pusher", "--rows", "50000"], ["--pusher", "--rows", "10000"]),
