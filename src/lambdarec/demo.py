@@ -738,6 +738,8 @@ def _run_stages(
             # The models learn from the feature store: silver events as targets, every input
             # read point in time through the feature services serving reads online.
             models = run_models_stage(settings, None, label=spec, train_budget_s=train_budget_s, max_test=max_test)
+            progress.note(stage, "the weekly retrain's gates: GX, drift, champion vs challenger (on the MLflow run)")
+            models["gates"] = _gates(settings, models)
             progress.done(stage, _models_line(models))
         else:
             progress.skip(stage, "--no-models")
@@ -798,6 +800,11 @@ def _run_stages(
         docs = _data_docs(settings)
         if docs:
             urls["data docs"] = docs
+        gates = models.get("gates") or {}
+        if gates.get("mlflow_run_url"):
+            urls["gates on the MLflow run"] = gates["mlflow_run_url"]
+        if gates.get("data_docs"):
+            urls["GX result of the gated day"] = gates["data_docs"]
 
         sizes = {topic: topic_size(bootstrap, topic) for topic in (CLICKS_TOPIC, CLICKS_DLQ_TOPIC)}
         return DemoSummary(
@@ -872,6 +879,20 @@ def _batch_line(batch: dict[str, Any]) -> str:
     )
 
 
+def _gates(settings: Settings, models: dict[str, Any]) -> dict[str, Any]:
+    """The weekly retrain's promotion gates over the models just trained, recorded on their MLflow run.
+
+    The same functions ``weekly_retrain`` runs (:func:`lambdarec.quality.steps.gate_trained_models`);
+    a gate that cannot run is reported in the summary, it does not stop the demo.
+    """
+    from lambdarec.quality.steps import gate_trained_models
+
+    try:
+        return gate_trained_models(models, settings)
+    except Exception as err:  # noqa: BLE001 - the demo goes on to serve; the summary says what failed
+        return {"error": f"{type(err).__name__}: {err}"[:300]}
+
+
 def _models_line(models: dict[str, Any]) -> str:
     index = models.get("index", {})
     line = f"two-tower v{models.get('two_tower_version')}, DeepFM v{models.get('deepfm_version')}"
@@ -879,6 +900,11 @@ def _models_line(models: dict[str, Any]) -> str:
         line += " (champion)"
     if index:
         line += f"; index {index.get('rows', 0):,} items, alias {index.get('alias')}"
+    gates = models.get("gates") or {}
+    if "error" in gates:
+        line += f"; gates not run: {gates['error'][:120]}"
+    elif gates:
+        line += "; gates " + ("passed" if gates.get("promote") else f"blocked by {', '.join(gates['blocked_by'])}")
     return line
 
 

@@ -381,7 +381,7 @@ def gate_trained_models(models: dict[str, Any], settings: Settings | None = None
     dates = silver_dates(chosen)
     if not dates:
         raise FileNotFoundError(f"no silver events under {_lake(chosen).silver}: run the batch layer first")
-    day = dates[-1]
+    day = latest_complete_day(dates, [_silver_rows(chosen, d) for d in dates])
     validation = validate_day(day, chosen, raise_on_failure=False)
     try:
         drift = drift_report(day, chosen, reference_days=TRAINING_REFERENCE_DAYS)
@@ -398,6 +398,28 @@ def gate_trained_models(models: dict[str, Any], settings: Settings | None = None
         "mlflow_run_url": f"{uri.rstrip('/')}/#/experiments/{experiment}/runs/{models['run_id']}",
         "data_docs": (site_dir(chosen.state_dir) / pages[0]).resolve().as_uri() if pages else None,
     }
+
+
+def _silver_rows(settings: Settings, day: str) -> int:
+    import pyarrow.dataset as ds
+
+    return int(ds.dataset(str(_lake(settings).silver / f"{SILVER_PARTITION}={day}"), format="parquet").count_rows())
+
+
+def latest_complete_day(dates: list[str], rows: list[int], *, share: float = 0.25, window: int = 7) -> str:
+    """The latest date, unless it is a trailing partial day: fewer rows than ``share`` of the median of
+    the ``window`` dates before it (a replayed dataset that ends mid-day, sessions spilling past its
+    last midnight); then the date before it.
+
+    A partial day is not a shift in the shop: judged against full days, its prices and categories
+    look drifted and its GX bounds fail, which says nothing about the data the models learned from.
+    """
+    import statistics
+
+    if len(dates) < 2:
+        return dates[-1]
+    before = rows[-1 - window : -1]
+    return dates[-2] if rows[-1] < share * statistics.median(before) else dates[-1]
 
 
 def docs_index(settings: Settings | None = None) -> Path:

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import numpy as np
 import pandas as pd
@@ -286,3 +288,21 @@ def test_weekly_retrain_trains_through_the_store_and_records_every_gate(
         assert gate.metrics["gate.performance.champion"] == pytest.approx(logged)
         assert "on the same window" in gate.tags["gate.performance.detail"]
     print(f"dag.test wall times (s): {WALL}")  # noqa: T201
+
+
+def test_the_demos_gates_record_on_the_run_and_link_the_docs(dag_settings: Settings, daily: dict[str, Any]) -> None:
+    """``gate_trained_models`` (what ``make demo`` runs after training): the weekly gates on models already trained."""
+    from lambdarec.quality.gates import DRIFT_GATE, PERFORMANCE_GATE, QUALITY_GATE
+    from lambdarec.quality.steps import gate_trained_models
+
+    latest = registry_state(dag_settings)["latest"]
+    assert latest is not None, "the weekly retrain test trains first"
+    result = gate_trained_models({"run_id": latest.run_id, "two_tower_version": latest.version}, dag_settings)
+    assert result["day"] == DAY
+    assert [g["name"] for g in result["gates"]] == [QUALITY_GATE, DRIFT_GATE, PERFORMANCE_GATE]
+    assert result["mlflow_run_url"].endswith(f"/runs/{latest.run_id}")
+    assert result["data_docs"] and Path(url2pathname(urlparse(result["data_docs"]).path)).is_file()
+    tags = registry_state(dag_settings)["client"].get_run(latest.run_id).data.tags
+    assert tags["promotion.decision"] == ("promoted" if result["promote"] else "blocked")
+    details = {g["name"]: g["detail"] for g in result["gates"]}
+    assert tags[f"gate.{QUALITY_GATE}.detail"] == details[QUALITY_GATE]

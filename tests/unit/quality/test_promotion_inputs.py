@@ -98,3 +98,11 @@ def test_failed_training_examples_block_through_the_quality_gate(recorded: list[
     assert quality.metrics["suites"] == 2.0
     assert "training_examples" in quality.detail and "target_id" in quality.detail
     assert {g.name for g in recorded[-1].gates if g.passed} == {DRIFT_GATE, PERFORMANCE_GATE}
+
+
+def test_a_trailing_partial_day_is_not_the_day_the_demo_gates() -> None:
+    dates = [f"2024-01-{d:02d}" for d in range(24, 32)]
+    # The synthetic shop's last date holds the 20 events of sessions that spilled past midnight.
+    assert steps.latest_complete_day(dates, [250, 270, 424, 203, 223, 196, 210, 20]) == "2024-01-30"
+    assert steps.latest_complete_day(dates, [250, 270, 424, 203, 223, 196, 210, 150]) == "2024-01-31"
+    assert steps.latest_complete_day(dates[-1:], [5]) == "2024-01-31"
