@@ -117,13 +117,28 @@ def sample(state: Path, demo_pid: int | None) -> dict[str, float]:
     return used
 
 
+def running_stage(log: Path) -> str:
+    """The demo stage running now: the last "… stage" line of its log (its progress view)."""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(0, log.stat().st_size - 8192))
+            tail = handle.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(tail):
+        if line.startswith(("… ", "✓ ")):
+            return line[2:].split(":")[0].split(" (")[0].strip() + (" (done)" if line.startswith("✓") else "")
+    return ""
+
+
 class Sampler:
-    """Samples :func:`sample` once a second in a thread."""
+    """Samples :func:`sample` once a second in a thread, with the demo stage running then."""
 
     def __init__(self, state: Path) -> None:
         self.state = state
         self.demo_pid: int | None = None
         self.samples: list[tuple[float, dict[str, float]]] = []
+        self.stages: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.started = time.monotonic()
@@ -131,6 +146,7 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.wait(1.0):
             self.samples.append((time.monotonic() - self.started, sample(self.state, self.demo_pid)))
+            self.stages.append(running_stage(self.state / "bench-demo.log"))
 
     def start(self) -> Sampler:
         """Start sampling."""
@@ -196,6 +212,22 @@ def main() -> None:
         sampler.stop()
         subprocess.run([*cli, "services", "down"], env=env, capture_output=True, check=False, timeout=300)
     figures = summarise(during, steady)
+    totals = [sum(mb.values()) for _, mb in sampler.samples]
+    at = max(range(len(totals)), key=totals.__getitem__) if totals else None
+    peak_at = (
+        {
+            "t_s": round(sampler.samples[at][0]),
+            "stage": sampler.stages[at],
+            "per_service_mb": {k: round(v) for k, v in sampler.samples[at][1].items()},
+        }
+        if at is not None
+        else None
+    )
+    # Every 5th sample: enough to see which stage holds what.
+    timeline = [
+        [round(t), stage, round(sum(mb.values())), {k: round(v) for k, v in mb.items()}]
+        for (t, mb), stage in list(zip(sampler.samples, sampler.stages, strict=True))[::5]
+    ]
     summary_path = state / "demo" / "summary.json"
     result = {
         "what": "PSS of every process of the embedded stack during `lambdarec demo`, per service, sampled each second",
@@ -213,6 +245,8 @@ def main() -> None:
         "samples": len(sampler.samples),
         "goal": {"stack_peak_gb": GOAL_GB, "source": "issue 16"},
         **figures,
+        "total_peak_at": peak_at,
+        "timeline": {"columns": ["t_s", "demo stage", "total_mb", "per_service_mb"], "rows": timeline},
         "demo_stages": json.loads(summary_path.read_text()).get("stages") if summary_path.exists() else None,
         **load.stop().summary(),
         "conditions": "PSS (shared pages divided among their users); peak per component is its own highest "
@@ -220,7 +254,8 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("per_service", "total_peak_mb", "total_steady_mb")}, indent=2))
+    shown = ("per_service", "total_peak_mb", "total_peak_at", "total_steady_mb")
+    print(json.dumps({k: result[k] for k in shown}, indent=2))
     print(f"wrote {args.out}")
 
 

@@ -114,7 +114,7 @@ def run_batch(
     from lambdarec.batch.bronze import bronze_dates, ingest_bronze
     from lambdarec.batch.gold import build_gold_range
     from lambdarec.batch.silver import build_silver, silver_dates
-    from lambdarec.batch.spark import build_spark, kafka_jars
+    from lambdarec.batch.spark import build_spark, jvm_running, kafka_jars, stop_spark
 
     out = console or Console(quiet=True)
     lake = Lake.under(settings.state_dir)
@@ -122,6 +122,7 @@ def run_batch(
     ingest = ingest and dataset is None
     # Always: a JVM started without the Kafka connector cannot load it later in the same process.
     jars = kafka_jars(settings.resolved_jars_dir())
+    own_jvm = not jvm_running()
     spark = build_spark(shuffle_partitions=shuffle_partitions, jars=jars)
     try:
         if ingest:
@@ -167,7 +168,9 @@ def run_batch(
             summary.gold = [r.to_dict() for r in build_gold_range(spark, lake, gold_dates)]
         summary.stages_s["gold"] = time.monotonic() - started
     finally:
-        spark.stop()
+        # The JVM this call started ends with it: what runs next in this process (training, in
+        # the demo) should not carry the driver's heap.
+        stop_spark(spark, jvm=own_jvm)
     if not gold_dates:
         return summary
 

@@ -62,3 +62,43 @@ def build_spark(
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def jvm_running() -> bool:
+    """Whether this process already holds a Spark JVM (PySpark's gateway)."""
+    from pyspark import SparkContext
+
+    return SparkContext._gateway is not None  # noqa: SLF001 - PySpark has no public accessor
+
+
+def stop_spark(spark: SparkSession, *, jvm: bool = False) -> None:
+    """Stop the session and, with ``jvm``, the JVM behind it.
+
+    PySpark keeps its JVM (the driver heap, up to ``spark.driver.memory`` plus off-heap) for the
+    life of the Python process even after ``stop()``; a process that goes on to train models
+    would carry it along (the demo did: ~2 GB). Only stop the JVM you started (see
+    :func:`jvm_running`); a later :func:`build_spark` starts a fresh one.
+
+    Args:
+        spark: The session.
+        jvm: Also end the JVM.
+    """
+    from pyspark import SparkContext
+
+    spark.stop()
+    gateway = SparkContext._gateway  # noqa: SLF001
+    if not jvm or gateway is None:
+        return
+    process = getattr(gateway, "proc", None)
+    gateway.shutdown()
+    if process is not None:
+        # Spark's gateway server exits when its standard input closes (it watches for that).
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            process.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - a JVM that ignores its closed stdin is killed
+            process.kill()
+            process.wait(timeout=10)
+    SparkContext._gateway = None  # noqa: SLF001 - so that the next session starts a new JVM
+    SparkContext._jvm = None  # noqa: SLF001

@@ -144,8 +144,13 @@ class StreamJobService(ManagedService):
         ]
 
     def environment(self) -> dict[str, str]:
-        """The job's environment: ours, plus ``extra_env``; JVM output unbuffered into the log."""
+        """The job's environment: ours, plus ``extra_env``; JVM output unbuffered into the log.
+
+        The heap cap goes in ``JVM_ARGS``, which PyFlink puts before the JVM options of its own
+        configuration (``FLINK_ENV_JAVA_OPTS`` would replace those, and Java 17 needs them).
+        """
         env = super().environment()
+        env["JVM_ARGS"] = f"{env.get('JVM_ARGS', '')} -Xmx{self.settings.stream.heap}".strip()
         env.update(self.extra_env)
         env["PYTHONUNBUFFERED"] = "1"
         return env

@@ -186,6 +186,17 @@ def test_job_command_restores_from_the_latest_checkpoint(tmp_path: Path) -> None
     assert argv[-2:] == ["--x", "1"]
 
 
+def test_the_jobs_jvm_heap_is_capped_by_the_stream_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lambdarec.settings import load_settings
+
+    monkeypatch.setenv("JVM_ARGS", "-Dkept=1")
+    default = StreamJobService(load_settings("local", state_dir=tmp_path), "broker:9092").environment()
+    assert default["JVM_ARGS"] == "-Dkept=1 -Xmx2g"
+    monkeypatch.setenv("LAMBDAREC_STREAM__HEAP", "3g")
+    bigger = StreamJobService(load_settings("local", state_dir=tmp_path), "broker:9092").environment()
+    assert bigger["JVM_ARGS"].endswith("-Xmx3g")
+
+
 def test_watch_reports_each_change_of_the_online_features() -> None:
     from lambdarec.stream.demo import watch_session_features
 
