@@ -270,6 +270,7 @@ def run_models_stage(
     train_budget_s: float = 450.0,
     max_test: int = 5_000,
     judge: Any = None,
+    first_becomes_champion: bool = True,
 ) -> dict[str, Any]:
     """Train + evaluate both models through the feature store, log and register them with their
     serving bundle, build and swap the catalogue-wide item index.
@@ -290,6 +291,8 @@ def run_models_stage(
         judge: Called as ``judge(split, source)`` after training and before anything is logged or
             registered (the champion's alias has not moved yet); what it returns goes into the
             summary under ``judged`` (the weekly retrain's examples suite and champion re-evaluation).
+        first_becomes_champion: With no champion yet, the new versions become champion (and the index
+            alias points at them); False leaves even the first promotion to the caller's gates.
 
     Returns:
         A summary: run id, model versions, the quality table, index collection.
@@ -319,7 +322,9 @@ def run_models_stage(
         recommender.build_index(catalogue)
     train_s = time.monotonic() - started
     require_tracking(uri)  # it may have gone away while the models trained: fail cleanly, nothing logged
-    tracked = log_training_run(uri, recommender, result, dataset=label, promote=promote)
+    tracked = log_training_run(
+        uri, recommender, result, dataset=label, promote=promote, first_becomes_champion=first_becomes_champion
+    )
     out.print(
         f"MLflow run {tracked.run_id}: two-tower v{tracked.two_tower_version}, DeepFM v{tracked.deepfm_version} "
         f"(challenger{', champion' if tracked.champion else ''}), serving bundle logged; "

@@ -217,7 +217,10 @@ def train_challenger(
     def judge(split: Any, source: Any) -> dict[str, Any]:
         return judge_training(chosen, split, source, run_name=run_name)
 
-    summary = run_models_stage(chosen, label="lake", promote=False, train_budget_s=train_budget_s, judge=judge)
+    # Even the first model ever waits for the gates: promotion is decide_promotion's alone.
+    summary = run_models_stage(
+        chosen, label="lake", promote=False, train_budget_s=train_budget_s, judge=judge, first_becomes_champion=False
+    )
     keep = ("run_id", "two_tower_version", "deepfm_version", "champion", "train_from_store_s", "index", "judged")
     return {k: summary[k] for k in keep if k in summary}
 

@@ -66,6 +66,7 @@ def log_training_run(
     dataset: str,
     promote: bool = False,
     experiment: str = EXPERIMENT,
+    first_becomes_champion: bool = True,
 ) -> TrackedRun:
     """Log one trained :class:`~lambdarec.models.pipeline.TwoStageRecommender` and register its models.
 
@@ -76,6 +77,8 @@ def log_training_run(
         dataset: Dataset spec the models were trained on.
         promote: Make the new versions ``champion`` (they are always ``challenger``).
         experiment: MLflow experiment name.
+        first_becomes_champion: With no champion yet, make these versions champion (the demo and
+            ``lambdarec train``); False leaves that to a promotion gate (``weekly_retrain``).
     """
     import mlflow
     import torch
@@ -173,7 +176,9 @@ def log_training_run(
     client = MlflowClient(tracking_uri=tracking_uri)
     tt_version = str(tt_info.registered_model_version)
     fm_version = str(fm_info.registered_model_version)
-    champion = promote or not _has_alias(client, names.TWO_TOWER_MODEL, names.CHAMPION_ALIAS)
+    champion = promote or (
+        first_becomes_champion and not _has_alias(client, names.TWO_TOWER_MODEL, names.CHAMPION_ALIAS)
+    )
     for model_name, version in ((names.TWO_TOWER_MODEL, tt_version), (names.DEEPFM_MODEL, fm_version)):
         client.set_registered_model_alias(model_name, names.CHALLENGER_ALIAS, version)
         client.set_model_version_tag(model_name, version, "dataset_fingerprint", evaluation.fingerprint)

@@ -10,8 +10,8 @@ twice on the same interval: the rerun is safe (same gold, same online values, no
 twice; a second challenger whose decision is as consistent as the first's).
 
 The DAGs' tasks read their settings from ``LAMBDAREC_*`` variables, as a deployment does: a private
-state folder (lake, Feast registry and online store, GX results) and the session's Kafka, MLflow and
-Milvus (``tests/conftest.py``).
+state folder (lake, Feast registry and online store, GX results, its own MLflow and Milvus started by
+the supervisor) and the session's Kafka broker (``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -73,20 +73,37 @@ def run_dag(dag_id: str, label: str) -> Any:
 
 @pytest.fixture(scope="module")
 def dag_settings(
-    airflow_env: dict[str, str],
-    kafka_bootstrap: str,
-    mlflow_tracking_uri: str,
-    milvus_uri: str,
-    tmp_path_factory: pytest.TempPathFactory,
+    airflow_env: dict[str, str], kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Settings]:
-    """The tasks' environment: a private state folder, the session's engines by address."""
+    """The tasks' environment: a private state folder with its own MLflow and Milvus, the session's broker.
+
+    MLflow and Milvus are this module's own (under the same supervisor as the session's): the weekly
+    retrain registers versions, moves the champion alias and builds ``item_embeddings_v<N>``
+    collections, which must not become the "first versions ever" that the model tests expect to
+    register themselves. The broker is shared: only this module writes the ``clicks`` topic on it.
+    """
+    from lambdarec.runtime.errors import PrerequisiteError
+    from lambdarec.runtime.milvus import MilvusService
+    from lambdarec.runtime.mlflow import MlflowService
+    from lambdarec.runtime.supervisor import Supervisor
+
     state = tmp_path_factory.mktemp("dag-engines-state")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LAMBDAREC_STATE_DIR", str(state))
         patch.setenv("LAMBDAREC_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap)
-        patch.setenv("LAMBDAREC_MLFLOW__TRACKING_URI", mlflow_tracking_uri)
-        patch.setenv("LAMBDAREC_MILVUS__URI", milvus_uri)
-        yield load_settings("local")
+        settings = load_settings("local")
+        milvus = MilvusService(settings)
+        try:
+            milvus.check_prerequisites()
+        except PrerequisiteError as err:
+            pytest.skip(str(err))  # "runs on Linux only" is CI's one allowed skip; anything else fails CI
+        # The tasks find both through the state folder's service records, as after `services up`.
+        supervisor = Supervisor(settings, [MlflowService(settings), milvus])
+        supervisor.up()
+        try:
+            yield settings
+        finally:
+            supervisor.down()
 
 
 @pytest.fixture(scope="module")
