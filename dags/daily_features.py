@@ -1,10 +1,12 @@
 """### daily_features
 
 The batch layer for the day before the run's data interval ends: Kafka → bronze → silver → gold
-(`lambdarec batch run`), then Great Expectations on the day's silver events and gold item stats,
-then — only when every suite is green — the day's features into the online store (Feast
-materialize). A failed suite fails `validate` with the expectation and column named, and nothing
-is materialized; rerunning the interval rebuilds the same day.
+by the packaged Spark jobs, submitted with `spark-submit` to the `spark_master` setting as a cluster
+runs them (`lambdarec batch run` runs the same stages in process), then Great Expectations on
+the day's silver events and gold item stats, then — only when every suite is green — the day's
+features into the online store (Feast materialize). A failed suite fails `validate` with the
+expectation and column named, and nothing is materialized; rerunning the interval rebuilds the
+same day.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def daily_features() -> None:
 
     @task
     def build_batch(day: str) -> dict[str, Any]:
-        """Bronze, silver and gold for the day (Spark)."""
+        """Bronze, silver and gold for the day (the packaged Spark jobs under spark-submit)."""
         from lambdarec.quality.steps import run_daily_batch
 
         return run_daily_batch(day)

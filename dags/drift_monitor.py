@@ -1,8 +1,14 @@
 """### drift_monitor
 
-PSI and KL per feature of the latest day's events against the 28 days before it; the report goes to
-`<state>/quality/drift/<day>.json`. Drift at the *retrain* level or above writes an alert: it is the
-reason to retrain (see the policy in `lambdarec.quality.drift`), not a failure of this DAG.
+Two comparisons of the latest day, each a report under `<state>/quality/drift/`:
+
+1. **the data**: PSI and KL per feature of the day's events against the 28 days before it (`<day>.json`);
+2. **what the model read**: the query inputs the recommender assembled and served that day (the sampled
+   `features.served` log) against the reference saved with the champion at training (`served-<day>.json`);
+   "not measured" with the reason when there is no champion or no logged request yet.
+
+Drift at the *retrain* level or above writes an alert: it is the reason to retrain (see the policy in
+`lambdarec.quality.drift`), not a failure of this DAG.
 """
 
 from __future__ import annotations
@@ -48,7 +54,16 @@ def drift_monitor() -> None:
 
         return alert_on_drift(report)
 
-    alert(measure_drift(pick_day()))
+    @task
+    def measure_served_drift(day: str) -> dict[str, Any]:
+        """PSI / KL of the served query inputs against the champion's training reference."""
+        from lambdarec.quality.steps import served_drift_report
+
+        return served_drift_report(day)
+
+    day = pick_day()
+    alert.override(task_id="alert_data")(measure_drift(day))
+    alert.override(task_id="alert_served")(measure_served_drift(day))
 
 
 drift_monitor()

@@ -24,6 +24,18 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="earlier event times are quarantined (event contract; default 2000-01-01: Settings.earliest_event_time)",
     )
+    parser.add_argument(
+        "--max-skew-ms",
+        type=int,
+        default=None,
+        help="events further ahead of the broker's clock are quarantined (default: Settings.max_clock_skew_s)",
+    )
+    parser.add_argument(
+        "--max-event-bytes",
+        type=int,
+        default=None,
+        help="longer records are quarantined (default: Settings.kafka.max_event_bytes)",
+    )
     args = parser.parse_args(argv)
 
     from lambdarec.batch.bronze import bronze_dates
@@ -34,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     dates = args.date or bronze_dates(lake)
     spark = build_spark("lambdarec-build-silver", master=master_of(args), shuffle_partitions=args.shuffle_partitions)
     try:
-        bounds = {} if args.earliest_event_ms is None else {"earliest_ms": args.earliest_event_ms}
+        given = {
+            "earliest_ms": args.earliest_event_ms,
+            "max_skew_ms": args.max_skew_ms,
+            "max_event_bytes": args.max_event_bytes,
+        }
+        bounds = {name: value for name, value in given.items() if value is not None}
         reports = build_silver(spark, lake, dates, **bounds)
     finally:
         spark.stop()

@@ -25,6 +25,9 @@ CLICKS_DLQ_TOPIC: Final = "clicks.dlq"
 """Rejected events with the reason they were rejected."""
 SESSION_FEATURES_TOPIC: Final = "features.session"
 """Session features computed by the speed layer, pushed to the online store."""
+SERVED_FEATURES_TOPIC: Final = "features.served"
+"""A sample of the model inputs the recommender assembled from the online store, as it served them
+(what ``drift_monitor`` compares with the training reference). Bounded by retention."""
 
 # Entities (Feast join keys) -------------------------------------------------------------
 USER_ENTITY: Final = "user"

@@ -121,6 +121,15 @@ class ServingSettings(BaseModel):
         "log line per request costs the single worker measurable time.",
     )
     reload_interval_s: float = Field(default=10.0, gt=0, description="How often the model alias is checked.")
+    feature_log_rate: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Share of the requests answered by the models whose assembled query inputs are logged to the "
+            "features.served topic (drift_monitor's production side); 0 turns the log off."
+        ),
+    )
     online_store_timeout_ms: float = Field(
         default=20.0,
         gt=0,
@@ -153,6 +162,13 @@ class Settings(BaseSettings):
     )
     jars_dir: Path | None = Field(
         default=None, description="JVM artifacts resolved by `make setup`; default <checkout>/.cache/jars."
+    )
+    spark_master: str = Field(
+        default="local[2]",
+        description=(
+            "Master the daily DAG's packaged Spark jobs are submitted to (`spark-submit --master`): "
+            "`local[N]` runs them on this machine; a cluster sets e.g. `spark://host:7077` or `yarn`."
+        ),
     )
     secret_key: SecretStr = SecretStr(_DEFAULT_SECRET)
     max_clock_skew_s: int = Field(default=86_400, ge=0, description="Events further in the future are rejected.")

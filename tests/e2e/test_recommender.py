@@ -128,6 +128,41 @@ def test_an_item_bought_in_the_session_is_not_recommended_back(recommender: dict
     assert top in rules[names.SESSION_PURCHASED_ITEMS][0]
 
 
+def test_served_inputs_are_logged_and_compared_with_the_training_reference(
+    recommender: dict[str, Any], demo_state: Path
+) -> None:
+    """drift_monitor's production side: a sample of what the model read reaches features.served, and the
+    served-drift report compares it with the reference saved in the champion's bundle at training."""
+    from datetime import UTC, datetime
+
+    from lambdarec.models.inputs import QUERY_DENSE
+    from lambdarec.quality.steps import served_drift_report
+    from lambdarec.settings import load_settings
+
+    sessions = live_sessions(demo_state)
+    versions = set()
+    for i in range(200):  # at the default 10% sample, P(no row logged) ~ 1e-9
+        answer = recommend(recommender, {"session_id": sessions[i % len(sessions)], "k": 5}).json()
+        if answer["fallback"] is None:
+            versions.add(answer["model_version"])
+    assert len(versions) == 1, versions
+    status = httpx.post(f"{recommender['http']}/status", json={}, timeout=30).json()
+    assert "features.served" in json.dumps(status), status
+    day = datetime.now(UTC).date().isoformat()
+    settings = load_settings("local", state_dir=demo_state)
+    deadline = time.monotonic() + 30
+    while not (report := served_drift_report(day, settings, write=False))["measured"]:
+        assert time.monotonic() < deadline, report  # the producer delivers within its linger (0.5 s)
+        time.sleep(1)
+    assert report["model_version"] == versions.pop()
+    assert report["current_rows"] >= 1 and report["reference_rows"] > 1_000
+    assert {f["feature"] for f in report["features"]} == set(QUERY_DENSE)
+    assert all(f["current_rows"] == report["current_rows"] for f in report["features"])
+    # The CLI prints the same comparison.
+    printed = run_cli(demo_state, "quality", "drift", "--date", day, "--served", timeout=120)
+    assert "session_event_count" in printed.stdout and "PSI" in printed.stdout, printed.stdout
+
+
 def test_anonymous_and_unknown_sessions_get_named_fallbacks(recommender: dict[str, Any]) -> None:
     answer = recommend(recommender, {"session_id": "nobody-ever-had-this-session", "k": 5}).json()
     assert answer["fallback"] == "unknown_session"

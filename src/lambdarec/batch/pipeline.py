@@ -161,9 +161,9 @@ def run_batch(
         summary.stages_s["silver"] = time.monotonic() - started
         started = time.monotonic()
         available = silver_dates(lake)
-        gold_dates = _gold_dates(available, gold_days)
+        gold_dates = select_gold_dates(available, gold_days)
         if gold_backfill and gold_dates:
-            gold_dates = sorted(set(gold_dates) | set(_dates_without_gold(lake, available, gold_dates[-1])))
+            gold_dates = sorted(set(gold_dates) | set(dates_without_gold(lake, available, gold_dates[-1])))
         with out.status(f"gold: snapshots of {len(gold_dates)} dates in one pass..."):
             summary.gold = [r.to_dict() for r in build_gold_range(spark, lake, gold_dates)]
         summary.stages_s["gold"] = time.monotonic() - started
@@ -194,7 +194,7 @@ def run_batch(
     return summary
 
 
-def _dates_without_gold(lake: Lake, available: Sequence[str], until: str) -> list[str]:
+def dates_without_gold(lake: Lake, available: Sequence[str], until: str) -> list[str]:
     """Silver dates up to ``until`` missing from any gold table (what a backfill builds)."""
     from lambdarec.batch.gold import GOLD_TABLES
 
@@ -202,7 +202,7 @@ def _dates_without_gold(lake: Lake, available: Sequence[str], until: str) -> lis
     return [d for d in available if d <= until and any(d not in dates for dates in built)]
 
 
-def _gold_dates(available: list[str], gold_days: int | Sequence[str] | None) -> list[str]:
+def select_gold_dates(available: list[str], gold_days: int | Sequence[str] | None) -> list[str]:
     """The snapshot dates ``gold_days`` names (see :func:`run_batch`), sorted."""
     if gold_days is None:
         return list(available)

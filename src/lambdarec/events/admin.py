@@ -22,13 +22,19 @@ def kafka_bootstrap(settings: Settings) -> str:
     )
 
 
-def ensure_topics(bootstrap: str, topics: Mapping[str, int], timeout_s: float = 30.0) -> list[str]:
+def ensure_topics(
+    bootstrap: str,
+    topics: Mapping[str, int],
+    timeout_s: float = 30.0,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[str]:
     """Create the topics that do not exist yet (idempotent).
 
     Args:
         bootstrap: Broker address.
         topics: Topic name → partition count.
         timeout_s: How long to wait for the broker.
+        configs: Topic name → topic configs (``retention.ms``...) for the topics created now.
 
     Returns:
         The names of the topics that were created now.
@@ -39,7 +45,7 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int], timeout_s: float = 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     missing = [
-        NewTopic(name, num_partitions=parts, replication_factor=1)
+        NewTopic(name, num_partitions=parts, replication_factor=1, config=dict((configs or {}).get(name, {})))
         for name, parts in topics.items()
         if name not in existing
     ]

@@ -322,8 +322,16 @@ def run_models_stage(
         recommender.build_index(catalogue)
     train_s = time.monotonic() - started
     require_tracking(uri)  # it may have gone away while the models trained: fail cleanly, nothing logged
+    from lambdarec.quality.served import training_reference
+
     tracked = log_training_run(
-        uri, recommender, result, dataset=label, promote=promote, first_becomes_champion=first_becomes_champion
+        uri,
+        recommender,
+        result,
+        dataset=label,
+        promote=promote,
+        first_becomes_champion=first_becomes_champion,
+        reference=training_reference(split.train),
     )
     out.print(
         f"MLflow run {tracked.run_id}: two-tower v{tracked.two_tower_version}, DeepFM v{tracked.deepfm_version} "

@@ -93,18 +93,32 @@ def validate_command(
 def drift_command(
     day: Annotated[str, typer.Option("--date", "-d", help="The day (YYYY-MM-DD) compared with the days before it.")],
     reference_days: Annotated[int, typer.Option(help="Days before it that form the reference.")] = 28,
+    served: Annotated[
+        bool,
+        typer.Option(
+            "--served",
+            help="Compare the query inputs the recommender served that day (features.served) with the "
+            "champion's training reference instead.",
+        ),
+    ] = False,
 ) -> None:
-    """PSI and KL per feature of a day's events against the days before (what drift_monitor runs)."""
+    """PSI and KL per feature of a day's events against the days before, or of what was served (drift_monitor)."""
     from lambdarec.context import current_settings
-    from lambdarec.quality.steps import drift_report
+    from lambdarec.quality.steps import drift_report, served_drift_report
 
     try:
-        report = drift_report(day, current_settings(), reference_days=reference_days)
+        if served:
+            report = served_drift_report(day, current_settings())
+        else:
+            report = drift_report(day, current_settings(), reference_days=reference_days)
     except FileNotFoundError as err:
         err_console.print(f"[bold red]error:[/] {err}")
         raise typer.Exit(1) from None
+    if served and not report["measured"]:
+        console.print(f"not measured: {report['reason']}", soft_wrap=True)
+        return
     for feature in report["features"]:
         console.print(
-            f"{feature['feature']:<12} PSI {feature['psi']:8.4f}  KL {feature['kl']:8.4f}  {feature['level']}"
+            f"{feature['feature']:<24} PSI {feature['psi']:8.4f}  KL {feature['kl']:8.4f}  {feature['level']}"
         )
     console.print(f"{report['summary']}; written: {report.get('path')}", soft_wrap=True)

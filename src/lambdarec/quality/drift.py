@@ -30,6 +30,16 @@ Policy (:class:`DriftPolicy`; the gates and ``drift_monitor`` apply it):
 
 The thresholds are the customary PSI bands (0.1 / 0.25); KL's are half of them because PSI is the
 two directions of KL added up, each roughly equal for small shifts.
+
+**Sampling noise.** On a small window PSI is large by chance alone: a day of a few hundred events
+is a few dozen sessions (a session's events share its category), and two clean days of such a shop
+measured a category PSI of 0.62. So when the reference is made of periods (days), :func:`compare`
+with ``by=`` also measures how far each reference period lies from the whole reference — the
+drift a clean period shows by chance — and a feature moves up a level only when its PSI (KL) also
+exceeds ``noise_margin`` times the largest of those (:attr:`FeatureDrift.noise_psi`). On a big shop
+the noise is far below the bands and changes nothing; a price column in cents is far above both.
+The served inputs against a model's training reference (:mod:`lambdarec.quality.served`) also
+count the chance drift of a sample of the served window's size (:func:`sampling_noise`).
 """
 
 from __future__ import annotations
@@ -77,12 +87,22 @@ class DriftPolicy:
     block_psi: float = 0.25
     retrain_kl: float = 0.05
     block_kl: float = 0.125
+    noise_margin: float = 1.5
 
-    def level(self, psi_value: float, kl_value: float) -> DriftLevel:
-        """The level of one feature's PSI and KL (the worse of the two)."""
-        if psi_value >= self.block_psi or kl_value >= self.block_kl:
+    def level(self, psi_value: float, kl_value: float, noise_psi: float = 0.0, noise_kl: float = 0.0) -> DriftLevel:
+        """The level of one feature's PSI and KL (the worse of the two).
+
+        Args:
+            psi_value: The feature's PSI.
+            kl_value: Its KL(current ‖ reference).
+            noise_psi: The PSI a clean reference period shows by chance (0: not measured); a level's
+                threshold is raised to ``noise_margin`` times it.
+            noise_kl: The same for KL.
+        """
+        psi_floor, kl_floor = self.noise_margin * noise_psi, self.noise_margin * noise_kl
+        if psi_value >= max(self.block_psi, psi_floor) or kl_value >= max(self.block_kl, kl_floor):
             return DriftLevel.BLOCK
-        if psi_value >= self.retrain_psi or kl_value >= self.retrain_kl:
+        if psi_value >= max(self.retrain_psi, psi_floor) or kl_value >= max(self.retrain_kl, kl_floor):
             return DriftLevel.RETRAIN
         return DriftLevel.STABLE
 
@@ -226,6 +246,9 @@ class FeatureDrift:
         reference_rows: Rows of the reference window.
         current_rows: Rows of the current window.
         top_bins: The bins that moved most, ``(label, reference share, current share)``.
+        noise_psi: The largest PSI of one reference period against the whole reference (the drift a
+            clean period shows by chance); 0 when the reference was not split into periods.
+        noise_kl: The same for KL.
     """
 
     feature: str
@@ -236,6 +259,8 @@ class FeatureDrift:
     reference_rows: int
     current_rows: int
     top_bins: list[tuple[str, float, float]] = field(default_factory=list)
+    noise_psi: float = 0.0
+    noise_kl: float = 0.0
 
 
 @dataclass
@@ -259,9 +284,17 @@ class DriftReport:
         moved = self.at_least(DriftLevel.RETRAIN)
         if not moved:
             worst = self.features[0] if self.features else None
-            tail = f" (max PSI {worst.psi:.3f} on {worst.feature})" if worst else ""
+            noise = ""
+            if worst and worst.noise_psi:
+                noise = f", a clean reference day reaches {worst.noise_psi:.3f} by chance"
+            tail = f" (max PSI {worst.psi:.3f} on {worst.feature}{noise})" if worst else ""
             return f"no drift over {len(self.features)} features{tail}"
-        shown = ", ".join(f"{f.feature} PSI {f.psi:.3f} KL {f.kl:.3f} ({f.level})" for f in moved[:8])
+        shown = ", ".join(
+            f"{f.feature} PSI {f.psi:.3f} KL {f.kl:.3f}"
+            + (f" (noise {f.noise_psi:.3f})" if f.noise_psi else "")
+            + f" ({f.level})"
+            for f in moved[:8]
+        )
         return f"{len(moved)} of {len(self.features)} features drifted: {shown}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -339,10 +372,85 @@ def profile(
     return Profile(binnings, counts)
 
 
+def reference_noise(
+    reference: Profile, periods: Iterable[pd.DataFrame], *, epsilon: float = EPSILON
+) -> dict[str, tuple[float, float]]:
+    """Per feature, the largest PSI and KL of one reference period against the whole reference profile.
+
+    Args:
+        reference: The profile of the whole reference window.
+        periods: The same window split into periods (e.g. its days).
+        epsilon: Floor of a bin's share.
+
+    Returns:
+        Feature → ``(PSI, KL)``: how far a clean period lies from the reference by chance.
+    """
+    noise = dict.fromkeys(reference.binnings, (0.0, 0.0))
+    for period in periods:
+        if period.empty:
+            continue
+        for name, binning in reference.binnings.items():
+            counts = binning.counts(period[name]).astype(np.float64)
+            ref_counts = np.asarray(reference.counts[name], dtype=np.float64)
+            worst_psi, worst_kl = noise[name]
+            noise[name] = (
+                max(worst_psi, psi(ref_counts, counts, epsilon)),
+                max(worst_kl, kl(ref_counts, counts, epsilon)),
+            )
+    return noise
+
+
+def sampling_noise(
+    reference: Profile, rows: int, *, draws: int = 200, quantile: float = 0.99, seed: int = 0, epsilon: float = EPSILON
+) -> dict[str, tuple[float, float]]:
+    """Per feature, the PSI and KL a sample of ``rows`` drawn from the reference itself reaches by chance.
+
+    A small current window (a day of sampled requests) lies far from any reference by sampling
+    alone; drawing ``draws`` multinomial samples of its size from the reference's own bin shares
+    measures how far, without the reference data (the profile's counts suffice).
+
+    Args:
+        reference: The reference profile.
+        rows: Size of the current window.
+        draws: Samples drawn per feature.
+        quantile: Which quantile of the drawn PSIs (KLs) is reported.
+        seed: Seed of the draws (the same inputs give the same floor).
+        epsilon: Floor of a bin's share.
+
+    Returns:
+        Feature → ``(PSI, KL)`` at ``quantile``; zeros when ``rows`` is 0.
+    """
+    if rows <= 0:
+        return dict.fromkeys(reference.binnings, (0.0, 0.0))
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in reference.binnings:
+        counts = np.asarray(reference.counts[name], dtype=np.float64)
+        p = counts / max(counts.sum(), 1.0)
+        samples = rng.multinomial(rows, p, size=draws)
+        psis = [psi(counts, s, epsilon) for s in samples]
+        kls = [kl(counts, s, epsilon) for s in samples]
+        out[name] = (float(np.quantile(psis, quantile)), float(np.quantile(kls, quantile)))
+    return out
+
+
 def compare_profile(
-    reference: Profile, current: pd.DataFrame, policy: DriftPolicy | None = None, *, epsilon: float = EPSILON
+    reference: Profile,
+    current: pd.DataFrame,
+    policy: DriftPolicy | None = None,
+    *,
+    epsilon: float = EPSILON,
+    noise: Mapping[str, tuple[float, float]] | None = None,
 ) -> DriftReport:
     """PSI and KL of each profiled feature of ``current`` against the reference profile.
+
+    Args:
+        reference: The reference profile.
+        current: The current window.
+        policy: Thresholds (default :class:`DriftPolicy`).
+        epsilon: Floor of a bin's share.
+        noise: Per feature, the ``(PSI, KL)`` a clean reference period shows by chance
+            (:func:`reference_noise`); the policy's thresholds rise to ``noise_margin`` times it.
 
     Raises:
         KeyError: A profiled feature is not a column of ``current``.
@@ -357,6 +465,7 @@ def compare_profile(
         cur_counts = binning.counts(current[name]).astype(np.float64)
         psi_value = psi(ref_counts, cur_counts, epsilon)
         kl_value = kl(ref_counts, cur_counts, epsilon)
+        noise_psi, noise_kl = (noise or {}).get(name, (0.0, 0.0))
         e = ref_counts / max(ref_counts.sum(), 1.0)
         a = cur_counts / max(cur_counts.sum(), 1.0)
         moved = np.argsort(-np.abs(a - e), kind="stable")[:3]
@@ -366,10 +475,12 @@ def compare_profile(
                 kind=binning.kind,
                 psi=psi_value,
                 kl=kl_value,
-                level=chosen.level(psi_value, kl_value),
+                level=chosen.level(psi_value, kl_value, noise_psi, noise_kl),
                 reference_rows=int(ref_counts.sum()),
                 current_rows=int(cur_counts.sum()),
                 top_bins=[(binning.labels[i], float(e[i]), float(a[i])) for i in moved],
+                noise_psi=noise_psi,
+                noise_kl=noise_kl,
             )
         )
     out.sort(key=lambda f: (-_ORDER[f.level], -(f.psi if math.isfinite(f.psi) else math.inf)))
@@ -385,6 +496,7 @@ def compare(
     bins: int = DEFAULT_BINS,
     top_k: int = DEFAULT_TOP_K,
     kinds: Mapping[str, str] | None = None,
+    by: str | None = None,
 ) -> DriftReport:
     """PSI and KL per feature between two windows (bins learned from ``reference``).
 
@@ -396,5 +508,11 @@ def compare(
         bins: Quantile bins per numeric feature.
         top_k: Named categories per categorical feature.
         kinds: Per-feature override of ``numeric`` / ``categorical``.
+        by: A column splitting the reference into periods (e.g. ``event_date``): each period's own
+            drift from the whole reference is the noise floor of the policy (:func:`reference_noise`).
     """
-    return compare_profile(profile(reference, features, bins=bins, top_k=top_k, kinds=kinds), current, policy)
+    reference_profile = profile(reference, features, bins=bins, top_k=top_k, kinds=kinds)
+    noise = None
+    if by is not None:
+        noise = reference_noise(reference_profile, (group for _, group in reference.groupby(by, sort=True)))
+    return compare_profile(reference_profile, current, policy, noise=noise)

@@ -12,8 +12,10 @@ Policy, in one place:
 - ``weekly_retrain``: GX (latest day), drift between the training window and the latest day
   (block level), and challenger vs champion form the promotion gate
   (:mod:`lambdarec.quality.gates`); every gate is recorded on the challenger's MLflow run;
-- ``drift_monitor``: drift of the latest day against the 28 days before it; *retrain*-level drift
-  is the reason to retrain (reported, an alert written), it never blocks anything by itself.
+- ``drift_monitor``: drift of the latest day against the 28 days before it (the data), and of the
+  query inputs the recommender served that day against the champion's training reference (the
+  model's inputs, :func:`served_drift_report`); *retrain*-level drift is the reason to retrain
+  (reported, an alert written), it never blocks anything by itself.
 """
 
 from __future__ import annotations
@@ -64,12 +66,13 @@ def silver_dates(settings: Settings) -> list[str]:
 
 
 def silver_window(settings: Settings, first: date, last: date) -> pd.DataFrame:
-    """Silver events of the dates in ``[first, last]`` that exist (an empty frame when none)."""
+    """Silver events of the dates in ``[first, last]`` that exist, each with its ``event_date`` (an empty
+    frame when none)."""
     from lambdarec.quality.frames import read_partition
 
     folder = _lake(settings).silver
     frames = [
-        read_partition(folder, day, SILVER_PARTITION)
+        read_partition(folder, day, SILVER_PARTITION).assign(**{SILVER_PARTITION: day})
         for day in silver_dates(settings)
         if first.isoformat() <= day <= last.isoformat()
     ]
@@ -77,16 +80,21 @@ def silver_window(settings: Settings, first: date, last: date) -> pd.DataFrame:
 
 
 def run_daily_batch(day: str, settings: Settings | None = None) -> dict[str, Any]:
-    """Kafka → bronze → silver → gold for ``day`` (the batch layer, as ``lambdarec batch run``); no materialize.
+    """Kafka → bronze → silver → gold for ``day`` by the packaged Spark jobs under ``spark-submit``; no materialize.
 
-    Earlier dates whose gold is missing are built in the same pass: the DAG does not catch up
+    The jobs run as a cluster runs them (:func:`lambdarec.batch.submit.submit_daily_batch`, master
+    ``Settings.spark_master``); ``lambdarec batch run`` runs the same stages in process. Earlier
+    dates whose gold is missing are built in the same pass: the DAG does not catch up
     (``catchup=False``), so its first run on a lake with history is what gives the weekly
     retrain gold for every date it trains on. A rerun rebuilds ``day`` alone.
-    """
-    from lambdarec.batch.pipeline import run_batch
 
-    summary = run_batch(_settings(settings), gold_days=[day], gold_backfill=True, materialize=False)
-    return dict(summary.to_dict())
+    Returns:
+        The batch summary (stages, bronze / silver / gold reports, Feast apply) and ``submitted``:
+        the archive, launcher and each job's command line, wall time and log.
+    """
+    from lambdarec.batch.submit import submit_daily_batch
+
+    return submit_daily_batch(_settings(settings), day)
 
 
 def validate_day(day: str, settings: Settings | None = None, *, raise_on_failure: bool = True) -> dict[str, Any]:
@@ -151,6 +159,9 @@ def drift_report(
 ) -> dict[str, Any]:
     """PSI / KL of ``day``'s silver events against the ``reference_days`` before it, per :data:`DRIFT_FEATURES`.
 
+    The levels account for sampling noise: a feature drifts only beyond both the policy's band and
+    ``noise_margin`` times the largest drift of one reference day from the whole reference.
+
     Writes ``<state>/quality/drift/<day>.json`` (overwritten on a rerun).
 
     Raises:
@@ -169,7 +180,9 @@ def drift_report(
             f"drift of {day}: {len(reference)} reference and {len(current)} current silver events; both must exist"
         )
     features = [f for f in DRIFT_FEATURES if f in reference.columns]
-    report = compare(reference, current, features)
+    # Each reference day's own drift from the whole reference is the noise floor: on a small shop a
+    # clean day's category mix moves by chance more than the policy's bands (see the drift policy).
+    report = compare(reference, current, features, by=SILVER_PARTITION)
     out = {"day": day, "reference_rows": len(reference), "current_rows": len(current), **report.to_dict()}
     out["summary"] = report.summary()
     if write:
@@ -180,17 +193,85 @@ def drift_report(
     return out
 
 
+def served_drift_report(day: str, settings: Settings | None = None, *, write: bool = True) -> dict[str, Any]:
+    """PSI / KL of the query inputs the recommender served on ``day`` against the champion's training reference.
+
+    The production side is the served-features log (``features.served``, sampled at
+    ``serving.feature_log_rate``) restricted to the champion's requests; the reference is the one
+    saved in the champion's bundle at training (with its per-day noise floor). Writes
+    ``<state>/quality/drift/served-<day>.json``.
+
+    Returns:
+        The report (``measured`` True), or ``measured`` False with the ``reason`` when there is
+        nothing to compare yet: no registry (MLflow neither configured nor started: nothing can be
+        served), no champion, a champion trained before references were saved, or no request
+        answered by the champion that day. A configured MLflow or Kafka that does not answer raises.
+    """
+    import tempfile
+    from datetime import UTC, datetime, time
+
+    from lambdarec import names
+    from lambdarec.events.admin import kafka_bootstrap
+    from lambdarec.quality.served import REFERENCE_FILE, compare_served, served_features
+    from lambdarec.quality.validation import gx_root
+    from lambdarec.runtime.errors import ServiceNotRunningError
+    from lambdarec.serving.feature_log import MODEL_FIELD, read_served_features
+    from lambdarec.tracking.mlflow_log import alias_version, download_bundle
+    from lambdarec.vectors import mlflow_tracking_uri
+
+    chosen = _settings(settings)
+    out: dict[str, Any] = {"day": day, "kind": "served", "measured": False, "level": "stable"}
+    try:
+        uri = mlflow_tracking_uri(chosen)
+    except ServiceNotRunningError as err:
+        return {**out, "reason": f"no model registry: {err}"}
+    version = alias_version(uri, names.TWO_TOWER_MODEL, names.CHAMPION_ALIAS)
+    if version is None:
+        return {**out, "reason": "no champion model yet: nothing is served by a trained model"}
+    out["model_version"] = version
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = download_bundle(uri, version, Path(tmp))
+        path = folder / REFERENCE_FILE
+        reference = json.loads(path.read_text()) if path.is_file() else None
+    if reference is None:
+        return {**out, "reason": f"champion v{version} was trained without a drift reference; retrain it"}
+    start = datetime.combine(date.fromisoformat(day), time(0), tzinfo=UTC)
+    start_ms = int(start.timestamp() * 1000)
+    served = read_served_features(kafka_bootstrap(chosen), start_ms, start_ms + 86_400_000)
+    others = int((served[MODEL_FIELD] != version).sum()) if len(served) else 0
+    mine = served[served[MODEL_FIELD] == version] if len(served) else served
+    out.update(reference_rows=int(reference["rows"]), current_rows=len(mine), other_versions_rows=others)
+    if mine.empty:
+        rate = chosen.serving.feature_log_rate
+        return {
+            **out,
+            "reason": f"no request answered by v{version} was logged on {day} "
+            f"(serving.feature_log_rate {rate}; {others} rows of other versions)",
+        }
+    report = compare_served(reference, mine[list(served_features())])
+    out.update(measured=True, **report.to_dict())
+    out["summary"] = f"served inputs of v{version} vs its training: {report.summary()}"
+    if write:
+        target = gx_root(chosen.state_dir) / "drift" / f"served-{day}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(out, indent=2, default=str) + "\n")
+        out["path"] = str(target)
+    return out
+
+
 def alert_on_drift(report: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
-    """Write an alert (``<state>/quality/alerts/<day>.json``) and log a warning when a feature drifted.
+    """Write an alert (``<state>/quality/alerts/<report name>.json``) and log a warning when a feature drifted.
 
     Drift is the reason to retrain, never a failure of the monitor: this step succeeds either way.
+    The alert is named after the report (``<day>`` for the data, ``served-<day>`` for the served inputs).
     """
     from lambdarec.quality.validation import gx_root
 
     level = str(report.get("level", "stable"))
     if level == "stable":
         return {"alerted": False, "level": level}
-    path = gx_root(_settings(settings).state_dir) / "alerts" / f"{report['day']}.json"
+    name = Path(str(report["path"])).stem if report.get("path") else str(report["day"])
+    path = gx_root(_settings(settings).state_dir) / "alerts" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"level": level, "summary": report.get("summary"), "report": report.get("path")}) + "\n")
     log.warning("drift on %s (%s): %s", report["day"], level, report.get("summary"))

@@ -12,6 +12,7 @@ from lambdarec.names import (
     CLICKS_TOPIC,
     ITEM_FEATURES_TOPIC,
     KAFKA_SERVICE,
+    SERVED_FEATURES_TOPIC,
     SESSION_FEATURES_TOPIC,
     USER_FEATURES_TOPIC,
 )
@@ -44,6 +45,11 @@ CORE_TOPICS: dict[str, int | None] = {
     SESSION_FEATURES_TOPIC: None,
     USER_FEATURES_TOPIC: None,
     ITEM_FEATURES_TOPIC: None,
+    SERVED_FEATURES_TOPIC: 1,
+}
+# A sampled log read by day: a week of it, at most 256 MiB, is all drift_monitor needs.
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    SERVED_FEATURES_TOPIC: {"retention.ms": str(7 * 86_400_000), "retention.bytes": str(256 * 1024 * 1024)},
 }
 
 
@@ -186,4 +192,5 @@ class KafkaService(ManagedService):
         ensure_topics(
             self.endpoint(ports),
             {name: parts or self.settings.kafka.partitions for name, parts in CORE_TOPICS.items()},
+            configs=TOPIC_CONFIGS,
         )

@@ -145,6 +145,7 @@ class ServingApp:
         """Open what is reachable and load the served model; whatever fails is reported, not raised."""
         self._open_store()
         self._connect_index()
+        self._open_feature_log()
         self.reload_if_changed()
         if self.path.model is None:
             self._popular_from_lake()
@@ -173,6 +174,23 @@ class ServingApp:
         except Exception as err:  # noqa: BLE001 - served by the fallbacks until it is back
             self.status["online_store"] = f"unavailable: {err}"
             log.warning("online store unavailable: %s", err)
+
+    def _open_feature_log(self) -> None:
+        """The served-features log (drift_monitor's production side), when Kafka is known and the rate > 0."""
+        from lambdarec.events.admin import kafka_bootstrap
+        from lambdarec.models.inputs import QUERY_DENSE
+        from lambdarec.serving.feature_log import open_feature_log
+
+        rate = self.settings.serving.feature_log_rate
+        if rate <= 0:
+            self.status["feature_log"] = "off (serving.feature_log_rate = 0)"
+            return
+        try:
+            self.path.feature_log = open_feature_log(kafka_bootstrap(self.settings), rate, QUERY_DENSE)
+            self.status["feature_log"] = f"{rate:.0%} of the model's requests to {names.SERVED_FEATURES_TOPIC}"
+        except Exception as err:  # noqa: BLE001 - no log is no drift sample, not a reason to refuse requests
+            self.status["feature_log"] = f"off: {err}"
+            log.warning("served-features log off: %s", err)
 
     def _connect_index(self) -> None:
         from lambdarec.index.milvus import connect_settings
@@ -272,6 +290,9 @@ class ServingApp:
         from lambdarec.featurestore.online import ping_online_store
 
         status = dict(self.status)
+        if self.path.feature_log is not None:
+            counts = self.path.feature_log.stats.to_dict()
+            status["feature_log"] += " (" + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")"
         store_ok = False
         if self._store is not None:
             try:
@@ -286,6 +307,8 @@ class ServingApp:
         """Release the store, the index client and the I/O threads."""
         if isinstance(self.path.index, MilvusIndex):
             self.path.index.close()
+        if self.path.feature_log is not None:
+            self.path.feature_log.close()
         if self.path.features is not None and hasattr(self.path.features, "close"):
             self.path.features.close()
         self.path.close()

@@ -37,6 +37,7 @@ from lambdarec.models.pipeline import (
 from lambdarec.models.sources import FeatureSource
 from lambdarec.serving.contract import FallbackReason, RecommendedItem, RecommendRequest, RecommendResponse, Source
 from lambdarec.serving.fallbacks import Fallbacks
+from lambdarec.serving.feature_log import ServedFeatureLog
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -126,6 +127,7 @@ class RequestPath:
         latency_budget_ms: Longest an online read or index search may take before the request
             is answered without it.
         clock_ms: The request time (milliseconds since the epoch); a parameter for tests.
+        feature_log: Where a sample of the assembled query inputs goes (None: not logged).
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class RequestPath:
         *,
         latency_budget_ms: float = 50.0,
         clock_ms: Callable[[], int] | None = None,
+        feature_log: ServedFeatureLog | None = None,
     ) -> None:
         self.model = model
         self.features = features
@@ -144,6 +147,7 @@ class RequestPath:
         self.fallbacks = fallbacks
         self.latency_budget_ms = latency_budget_ms
         self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self.feature_log = feature_log
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="lambdarec-io")
 
     # -- the budget ---------------------------------------------------------------------------
@@ -227,7 +231,7 @@ class RequestPath:
         rows[names.SESSION_RECENT_ITEMS] = [[item_id]]
         if self.features is not None:
             request = RecommendRequest(session_id="lambdarec-warm-up")
-            self.rank_two_stage(model, [request], rows, self.clock_ms(), timer)
+            self.rank_two_stage(model, [request], rows, self.clock_ms(), timer, log_inputs=False)
         return timer.timings_ms
 
     def _neighbour_reader(self) -> Callable[[list[str]], Any] | None:
@@ -267,6 +271,15 @@ class RequestPath:
                 log.warning("online store read failed: %s", err)
                 return None
 
+    def log_served_inputs(self, model: ServedModel, examples: Examples, now_ms: int) -> None:
+        """Offer the batch's assembled query inputs to the served-features log (drift_monitor's sample)."""
+        if self.feature_log is None:
+            return
+        try:
+            self.feature_log.log(model.version, examples.dense, now_ms)
+        except Exception as err:  # noqa: BLE001 - a log must never fail a request
+            log.warning("served-features log failed: %s", err)
+
     def embed_queries(self, model: ServedModel, examples: Examples, timer: StageTimer) -> np.ndarray:
         """The query tower's vectors of the batch (one forward pass)."""
         with timer.stage("query_tower"):
@@ -296,8 +309,12 @@ class RequestPath:
         rows: dict[str, list[Any]],
         now_ms: int,
         timer: StageTimer,
+        *,
+        log_inputs: bool = True,
     ) -> tuple[list[list[RecommendedItem] | None], bool]:
         """Candidates from the index, the neighbours and the session, ranked by DeepFM.
+
+        ``log_inputs=False`` keeps the batch out of the served-features log (the warm-up's made-up session).
 
         Returns:
             ``(per request: ranked items, or None when a feature read failed; whether the index was down)``.
@@ -305,6 +322,8 @@ class RequestPath:
         assert self.features is not None
         recommender = model.recommender
         examples = query_examples(rows, requests, recommender, now_ms)
+        if log_inputs:
+            self.log_served_inputs(model, examples, now_ms)
         vectors = self.embed_queries(model, examples, timer)
         retrieved = self.search_index(model, vectors, timer)
         index_down = retrieved is None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ def log_training_run(
     promote: bool = False,
     experiment: str = EXPERIMENT,
     first_becomes_champion: bool = True,
+    reference: Mapping[str, Any] | None = None,
 ) -> TrackedRun:
     """Log one trained :class:`~lambdarec.models.pipeline.TwoStageRecommender` and register its models.
 
@@ -79,6 +81,8 @@ def log_training_run(
         experiment: MLflow experiment name.
         first_becomes_champion: With no champion yet, make these versions champion (the demo and
             ``lambdarec train``); False leaves that to a promotion gate (``weekly_retrain``).
+        reference: The drift reference of the training inputs
+            (:func:`lambdarec.quality.served.training_reference`), saved in the bundle for ``drift_monitor``.
     """
     import mlflow
     import torch
@@ -146,6 +150,10 @@ def log_training_run(
                 folder / "bundle",
                 extra={"dataset": dataset, "dataset_fingerprint": evaluation.fingerprint, "run_id": run.info.run_id},
             )
+            if reference is not None:
+                from lambdarec.quality.served import REFERENCE_FILE
+
+                (folder / "bundle" / REFERENCE_FILE).write_text(json.dumps(reference) + "\n")
             mlflow.log_artifacts(str(folder / "bundle"), BUNDLE_ARTIFACT)
         # Pinned explicitly: inferring requirements would load the model in a subprocess.
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}", "lambdarec"]

@@ -1,13 +1,14 @@
 """``daily_features`` and ``weekly_retrain`` end to end with ``dag.test()`` on the real engines.
 
 A seeded synthetic shop (4 days) goes into the session's Kafka broker; ``daily_features`` for the
-last day reads it through Spark into bronze, silver and gold (backfilling gold for the earlier days
-on this first run), validates the day with Great Expectations and materializes it into Feast's
-online store; ``weekly_retrain`` for the same interval trains both models through the feature
-store (MLflow run, registered versions, Milvus collection), measures drift, and records every
-gate's verdict on the challenger's run before promoting it or recording the block. Each DAG is run
-twice on the same interval: the rerun is safe (same gold, same online values, no event ingested
-twice; a second challenger whose decision is as consistent as the first's).
+last day reads it into bronze, silver and gold through the packaged Spark jobs under ``spark-submit``
+(backfilling gold for the earlier days on this first run), validates the day with Great Expectations
+and materializes it into Feast's online store; ``weekly_retrain`` for the same interval trains both
+models through the feature store (MLflow run, registered versions, Milvus collection), measures
+drift, and records every gate's verdict on the challenger's run before promoting it or recording
+the block. Each DAG is run twice on the same interval: the rerun is safe (same gold, same online
+values, no event ingested twice; a second challenger whose decision is as consistent as the
+first's).
 
 The DAGs' tasks read their settings from ``LAMBDAREC_*`` variables, as a deployment does: a private
 state folder (lake, Feast registry and online store, GX results, its own MLflow and Milvus started by
@@ -16,7 +17,9 @@ the supervisor) and the session's Kafka broker (``tests/conftest.py``).
 
 from __future__ import annotations
 
+import json
 import time
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,6 +141,34 @@ def gold_day(settings: Settings, table: str, day: str = DAY) -> pd.DataFrame:
     return frame.sort_values(scalar).reset_index(drop=True)
 
 
+def batch_report(settings: Settings) -> dict[str, Any]:
+    """The summary the ``build_batch`` task wrote (``<lake>/_reports/batch.json``)."""
+    from lambdarec.batch.lake import Lake
+
+    return dict(json.loads((Lake.under(settings.state_dir).root / "_reports" / "batch.json").read_text()))
+
+
+def check_submitted(settings: Settings, batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch ran as the packaged jobs under ``spark-submit``, not in process; returns what was submitted."""
+    from lambdarec.batch.package import JOBS
+
+    submitted = batch["submitted"]
+    archive = Path(submitted["archive"])
+    assert archive.parent == settings.state_dir.resolve() / "spark" / "dist" and archive.is_file(), submitted
+    with zipfile.ZipFile(archive) as packaged:
+        assert {f"lambdarec_spark_jobs/{job}.py" for job in JOBS} <= set(packaged.namelist())
+    assert [job["job"] for job in submitted["jobs"]] == list(JOBS)
+    for job in submitted["jobs"]:
+        command = job["command"]
+        assert Path(command[0]).name == "spark-submit", command
+        assert command[command.index("--master") + 1] == settings.spark_master == "local[2]"
+        assert command[command.index("--py-files") + 1 :][:3] == [str(archive), submitted["launcher"], job["job"]]
+        assert job["reports"] > 0 and Path(job["log"]).stat().st_size > 0, job
+    # Only the Kafka ingest carries the connector jars.
+    assert ["--jars" in job["command"] for job in submitted["jobs"]] == [True, False, False]
+    return dict(submitted)
+
+
 def online_values(settings: Settings) -> tuple[dict[str, list[Any]], pd.DataFrame, pd.DataFrame]:
     """``ranking_v1`` online for the day's busiest user and top items, with the day's gold rows of both."""
     from lambdarec.batch.gold import ITEM_STATS, USER_HISTORY
@@ -162,6 +193,7 @@ def daily(dag_settings: Settings, published: int) -> dict[str, Any]:
     lake = Lake.under(dag_settings.state_dir)
     return {
         "run": run,
+        "batch": batch_report(dag_settings),
         "gold": {t: gold_day(dag_settings, t) for t in GOLD_TABLES},
         "mtimes": {p: p.stat().st_mtime_ns for p in (lake.root / "gold").rglob("*.parquet") if DAY not in str(p)},
         "online": online_values(dag_settings),
@@ -182,6 +214,13 @@ def test_daily_features_builds_validates_and_materializes_the_day(
     # Every event on the broker reached bronze once, and silver kept them all (a clean shop).
     assert pq.read_table(lake.bronze).num_rows == published
     assert pq.read_table(lake.silver).num_rows == published
+    # Through spark-submit: the jobs' own reports, parsed from their stdout, say the same.
+    batch = daily["batch"]
+    submitted = check_submitted(dag_settings, batch)
+    assert submitted["archive_built"] is True  # a fresh state folder: the archive was built for this run
+    assert batch["bronze"]["records"] == published
+    assert sum(report["events"] for report in batch["silver"]) == published
+    assert sorted(report["date"] for report in batch["gold"]) == [f"2026-03-0{d}" for d in range(1, SHOP_DAYS + 1)]
     # Gold for the day and, on this first run, the days before it (the weekly retrain needs every date).
     for table in GOLD_TABLES:
         built = sorted(p.name for p in lake.gold(table).glob("date=*"))
@@ -209,6 +248,10 @@ def test_daily_features_rerun_of_the_interval_is_idempotent(
     assert succeeded(again), again.state
     lake = Lake.under(dag_settings.state_dir)
     assert pq.read_table(lake.bronze).num_rows == published  # nothing ingested twice
+    batch = batch_report(dag_settings)
+    check_submitted(dag_settings, batch)
+    assert batch["bronze"]["records"] == 0
+    assert [report["date"] for report in batch["gold"]] == [DAY]
     for table, frame in daily["gold"].items():
         pd.testing.assert_frame_equal(gold_day(dag_settings, table), frame, obj=table)
     # The rerun rebuilt the day alone: the backfilled days were not touched.

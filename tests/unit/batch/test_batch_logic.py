@@ -203,13 +203,13 @@ def test_dataset_goes_to_bronze_as_the_kafka_ingest_writes_it(tmp_path: Path) ->
 
 
 def test_gold_dates_latest_n_listed_or_all() -> None:
-    from lambdarec.batch.pipeline import _gold_dates
+    from lambdarec.batch.pipeline import select_gold_dates
 
     available = ["2024-01-01", "2024-01-02", "2024-01-03"]
-    assert _gold_dates(available, 2) == available[1:]
-    assert _gold_dates(available, None) == available
-    assert _gold_dates(available, 0) == []
-    assert _gold_dates(available, ["2024-01-03", "2024-01-01", "2024-01-03"]) == ["2024-01-01", "2024-01-03"]
+    assert select_gold_dates(available, 2) == available[1:]
+    assert select_gold_dates(available, None) == available
+    assert select_gold_dates(available, 0) == []
+    assert select_gold_dates(available, ["2024-01-03", "2024-01-01", "2024-01-03"]) == ["2024-01-01", "2024-01-03"]
 
 
 def test_cli_batch_run_passes_the_dataset_and_the_gold_dates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

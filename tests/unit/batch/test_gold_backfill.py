@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lambdarec.batch.gold import GOLD_TABLES, ITEM_STATS
 from lambdarec.batch.lake import Lake
-from lambdarec.batch.pipeline import _dates_without_gold
+from lambdarec.batch.pipeline import dates_without_gold
 
 
 def test_backfill_names_dates_missing_from_any_gold_table_up_to_the_day(tmp_path: Path) -> None:
@@ -16,10 +16,10 @@ def test_backfill_names_dates_missing_from_any_gold_table_up_to_the_day(tmp_path
     (lake.gold(ITEM_STATS) / "date=2025-09-02").mkdir(parents=True)  # the other tables lack it: half built
     silver = ["2025-09-01", "2025-09-02", "2025-09-03", "2025-09-04", "2025-09-05"]
 
-    assert _dates_without_gold(lake, silver, "2025-09-04") == ["2025-09-02", "2025-09-03", "2025-09-04"]
-    assert _dates_without_gold(lake, silver, "2025-09-01") == []
+    assert dates_without_gold(lake, silver, "2025-09-04") == ["2025-09-02", "2025-09-03", "2025-09-04"]
+    assert dates_without_gold(lake, silver, "2025-09-01") == []
 
 
 def test_a_fresh_lake_backfills_every_date_up_to_the_day(tmp_path: Path) -> None:
     lake = Lake(tmp_path / "lake")
-    assert _dates_without_gold(lake, ["2025-09-01", "2025-09-02"], "2025-09-02") == ["2025-09-01", "2025-09-02"]
+    assert dates_without_gold(lake, ["2025-09-01", "2025-09-02"], "2025-09-02") == ["2025-09-01", "2025-09-02"]

@@ -152,3 +152,40 @@ def test_a_missing_feature_is_an_error_not_zero_drift() -> None:
     prof = profile(pd.DataFrame({"x": [1.0, 2.0]}))
     with pytest.raises(KeyError, match="x"):
         compare_profile(prof, pd.DataFrame({"y": [1.0]}))
+
+
+def test_a_small_shop_s_day_to_day_noise_does_not_block_and_a_broken_price_still_does() -> None:
+    """Sessions of ~7 events share a category: a day of 200 events is ~30 draws, and clean days differ a lot."""
+    rng = np.random.default_rng(3)
+    categories = [f"c{i}" for i in range(40)]
+
+    def day(name: str, sessions: int, price_factor: float = 1.0) -> pd.DataFrame:
+        picked = rng.choice(categories, sessions)  # one category per session
+        rows = [(name, c, float(p) * price_factor) for c in picked for p in rng.lognormal(3, 0.5, 7)]
+        return pd.DataFrame(rows, columns=["event_date", "category", "price"])
+
+    reference = pd.concat([day(f"d{i}", 30) for i in range(7)], ignore_index=True)
+    clean, broken = day("d7", 30), day("d7", 30, price_factor=100.0)
+    features = ["category", "price"]
+    plain = compare(reference, clean, features)
+    assert plain.level == DriftLevel.BLOCK  # without the noise floor a clean day blocks (the measured failure)
+    aware = compare(reference, clean, features, by="event_date")
+    assert aware.level != DriftLevel.BLOCK
+    category = next(f for f in aware.features if f.feature == "category")
+    assert category.noise_psi > 0.25 and category.psi >= 0.25  # above the band, within the reference's own noise
+    assert "by chance" in aware.summary() or "noise" in aware.summary()
+    report = compare(reference, broken, features, by="event_date")
+    assert report.level == DriftLevel.BLOCK
+    assert report.features[0].feature == "price"
+
+
+def test_a_big_shop_s_noise_floor_is_below_the_bands_and_changes_nothing() -> None:
+    rng = np.random.default_rng(4)
+    reference = pd.DataFrame(
+        {"event_date": np.repeat([f"d{i}" for i in range(7)], 5_000), "price": rng.lognormal(3, 0.8, 35_000)}
+    )
+    current = pd.DataFrame({"price": rng.lognormal(3, 0.8, 5_000) * 1.6})
+    plain, aware = compare(reference, current, ["price"]), compare(reference, current, ["price"], by="event_date")
+    assert aware.features[0].noise_psi < 0.01
+    assert (plain.level, plain.features[0].psi) == (aware.level, aware.features[0].psi)
+    assert aware.level != DriftLevel.STABLE

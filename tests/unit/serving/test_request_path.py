@@ -236,3 +236,56 @@ def test_warm_up_runs_every_stage_of_a_new_model(trained: TwoStageRecommender, t
     timings = path.warm_up(served(trained), trained.vocab.item_ids[1])
     assert {"query_tower", "index_search", "neighbours", "candidate_features", "ranker"} <= set(timings)
     assert index.calls == 1 and path.model is None  # warming up serves nothing
+
+
+class RecordingProducer:
+    """A Kafka producer that keeps what it is given (delivered at the next poll)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes]] = []
+        self._pending: list[Any] = []
+
+    def produce(self, topic: str, value: bytes, on_delivery: Any = None) -> None:
+        self.records.append((topic, value))
+        self._pending.append(on_delivery)
+
+    def poll(self, _timeout: float) -> int:
+        for callback in self._pending:
+            callback(None, None)
+        done, self._pending = len(self._pending), []
+        return done
+
+    def flush(self, _timeout: float) -> int:
+        return self.poll(0)
+
+
+def test_the_logged_served_inputs_are_what_evaluation_assembled(
+    trained: TwoStageRecommender, tiny_split: Any, tiny_source: Any
+) -> None:
+    """The served-features log carries the query inputs the model read: the training assembly's values."""
+    from lambdarec.models.inputs import QUERY_DENSE
+    from lambdarec.names import SERVED_FEATURES_TOPIC
+    from lambdarec.serving.feature_log import ServedFeatureLog, decode_records
+
+    test = tiny_split.test
+    producer = RecordingProducer()
+    feature_log = ServedFeatureLog(producer, 1.0, QUERY_DENSE)
+    index = ExactIndex(trained)
+    logged = 0
+    for row in range(0, min(len(test), 30), 3):
+        example = test.subset(np.array([row]))
+        moment = int(example.time_ms[0]) - 1
+        path = path_at(moment, trained, tiny_source, index, feature_log=feature_log)
+        request = RecommendRequest(session_id=str(example.session_id[0]), user_id=str(example.user_id[0]) or None)
+        if path.recommend([request])[0].fallback is not None:
+            continue
+        topic, value = producer.records[-1]
+        record = decode_records([value]).iloc[0]
+        assert topic == SERVED_FEATURES_TOPIC and record["model"] == "7" and record["ts_ms"] == moment
+        assert np.allclose([record[name] for name in QUERY_DENSE], example.dense[0], atol=1e-6)
+        logged += 1
+    assert logged >= 5 and feature_log.stats.delivered == logged == feature_log.stats.sampled
+    # The warm-up's made-up session is not production traffic: it is not logged.
+    warming = path_at(10**13, None, tiny_source, index, feature_log=feature_log)
+    warming.warm_up(served(trained), trained.vocab.item_ids[1])
+    assert len(producer.records) == logged
