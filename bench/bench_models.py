@@ -17,14 +17,19 @@ says little.
 
 bench/results/models.json keeps the previous table (trained from the dataset adapters in process)
 as `before` and this one as `after`; the Markdown table in bench/README.md is rewritten from it.
+A run with `--sequence-encoder gru|attention` (issue 17: the query tower reading the session's
+items in order) is written to the `sequence` block instead, so the new tower sits next to the
+old one (`after`, the mean tower) rather than replacing it.
 
     nice -n 10 .venv/bin/python bench/bench_models.py --datasets rees46 uci synthetic --events 200000
+    .venv/bin/python bench/bench_models.py --datasets uci --reuse-lake --sequence-encoder gru
     .venv/bin/python bench/bench_models.py --quick          # 20k synthetic events, small budgets
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -263,11 +268,16 @@ def run_one(spec: str, state_dir: Path, args: argparse.Namespace) -> dict[str, A
     data_module.temporal_split = recorded_split  # type: ignore[assignment]
     sources_module.OfflineFeatureSource = timed_source_class(tracker, meter)  # type: ignore[misc]
     try:
+        config = _config(args.train_budget)
+        if args.sequence_encoder:
+            config = dataclasses.replace(
+                config, two_tower=dataclasses.replace(config.two_tower, sequence_encoder=args.sequence_encoder)
+            )
         with phases.phase("train_from_store"):
             result, recommender, _ = train_from_store(
                 settings,
                 label=spec,
-                config=_config(args.train_budget),
+                config=config,
                 max_test=args.max_test,
                 progress=tracker.progress,
             )
@@ -358,7 +368,14 @@ def run_one(spec: str, state_dir: Path, args: argparse.Namespace) -> dict[str, A
     figures.update(
         timings=timings,
         batch={k: batch.get(k) for k in ("bronze", "stages_s")} if batch else {"reused_lake": True},
-        config={"train_budget_s": args.train_budget, "max_test": args.max_test, "torch_threads": 2},
+        config={
+            "train_budget_s": args.train_budget,
+            "max_test": args.max_test,
+            "torch_threads": 2,
+            "sequence_encoder_asked": config.two_tower.sequence_encoder,
+        },
+        two_tower_encoder=recommender.retrieval.history.sequence_encoder,
+        two_tower_fallback=recommender.retrieval.history.fallback,
     )
     for key in ("two_tower_history", "deepfm_history"):
         training[key] = {k: v for k, v in training[key].items() if k != "train_loss"}
@@ -447,6 +464,10 @@ def render_markdown(doc: dict[str, Any]) -> str:
             for m in METRICS:
                 cells += [_f(rows_b.get(method, {}).get(m)), _f(rows_a.get(method, {}).get(m))]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        seq = doc.get("sequence", {}).get("datasets", {}).get(name, {})
+        if seq.get("rows"):
+            seq = {**seq, "measured_at": doc["sequence"].get("measured_at")}
+            lines += _sequence_table(seq, rows_a)
         ranker_b, ranker_a = b.get("ranker") or {}, a.get("ranker") or {}
         lines += [
             "",
@@ -505,6 +526,32 @@ def render_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _sequence_table(seq: dict[str, Any], rows_after: dict[str, dict[str, Any]]) -> list[str]:
+    """The sequence-aware query tower's run of a dataset beside the mean tower's (``after``)."""
+    encoder = seq.get("two_tower_encoder", "?")
+    asked = (seq.get("config") or {}).get("sequence_encoder_asked", encoder)
+    fit = (seq.get("timings") or {}).get("two_tower") or {}
+    load = ((seq.get("timings") or {}).get("total") or {}).get("load_1m_mean")
+    lines = [
+        "",
+        f"sequence-aware query tower (issue 17): asked `{asked}`, trained `{encoder}`"
+        + (f" (fell back: {seq['two_tower_fallback']})" if seq.get("two_tower_fallback") else "")
+        + f"; measured {seq.get('measured_at', 'see the JSON')}; two-tower fit {_f(fit.get('loop_wall_s'), 0)} s "
+        f"({fit.get('epochs', '–')} epochs), load {_f(load, 1)}.",
+        "",
+        "| method | R@20 mean tower | R@20 sequence | R@100 mean tower | R@100 sequence "
+        "| NDCG@10 mean tower | NDCG@10 sequence | MRR@20 mean tower | MRR@20 sequence |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows_s = {r["method"]: r for r in seq["rows"]}
+    for method in list(dict.fromkeys([*rows_after, *rows_s])):
+        cells = []
+        for m in METRICS:
+            cells += [_f(rows_after.get(method, {}).get(m)), _f(rows_s.get(method, {}).get(m))]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_readme(doc: dict[str, Any]) -> None:
     """Replace the models section of bench/README.md (between the markers; appended the first time)."""
     text = README.read_text()
@@ -533,6 +580,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child-state", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
     parser.add_argument("--embeddings-out", help="save trained item/query embeddings (npz) for bench_retrieval.py")
+    parser.add_argument(
+        "--sequence-encoder",
+        choices=["mean", "gru", "attention"],
+        help="the query tower's session encoder; gru/attention results go to the `sequence` block",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.train_budget, args.max_test = 20_000, 60.0, 1_000
@@ -544,7 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     if "before" not in doc:
         doc = {"before": _before(doc)}
-    after = doc.setdefault("after", {"datasets": {}})
+    block = "sequence" if args.sequence_encoder in ("gru", "attention") else "after"
+    after = doc.setdefault(block, {"datasets": {}})
     WORK.mkdir(parents=True, exist_ok=True)
     for name in args.datasets:
         spec, key = DATASETS.get(name, name), name if name in DATASETS else name.split(":", 1)[0]
@@ -575,7 +628,8 @@ def main(argv: list[str] | None = None) -> int:
             str(args.max_rss_gib),
         ]
         command += ["--reuse-lake"] if args.reuse_lake else []
-        if key == "synthetic":
+        command += ["--sequence-encoder", args.sequence_encoder] if args.sequence_encoder else []
+        if key == "synthetic" and block == "after":
             command += ["--embeddings-out", str(EMBEDDINGS)]
         print(f"=== {key}: {spec} (load {os.getloadavg()})", flush=True)
         code = subprocess.call(command)
@@ -605,15 +659,16 @@ def main(argv: list[str] | None = None) -> int:
         after.update(
             measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
             how="run_batch (private lake, gold of every date) → train_from_store (Feast DuckDB offline store, "
-            "point in time) with the CLI's configs",
+            "point in time) with the CLI's configs"
+            + (f", query tower sequence_encoder={args.sequence_encoder}" if block == "sequence" else ""),
         )
-        _write(args, doc)
-    _write(args, doc)
+        _write(args, doc, block)
+    _write(args, doc, block)
     return 0
 
 
-def _write(args: argparse.Namespace, doc: dict[str, Any]) -> None:
-    doc["after"]["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+def _write(args: argparse.Namespace, doc: dict[str, Any], block: str = "after") -> None:
+    doc[block]["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     doc.update(
         benchmark="models",
         machine={
@@ -624,11 +679,12 @@ def _write(args: argparse.Namespace, doc: dict[str, Any]) -> None:
             "torch_threads": 2,
         },
         goals={
-            "quality": "two-stage beats every baseline on recall@20 and ndcg@10 (UCI, synthetic)",
+            "quality": "two-stage beats every baseline on recall@20 and ndcg@10 (UCI, REES46, synthetic)",
+            "retrieval": "two-tower alone beats item-kNN on recall@100 (UCI, REES46, synthetic)",
             "train_both_s_at_1M_events": 600,
         },
     )
-    ordered = {k: doc[k] for k in ("benchmark", "machine", "goals", "before", "after") if k in doc}
+    ordered = {k: doc[k] for k in ("benchmark", "machine", "goals", "before", "after", "sequence") if k in doc}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(ordered, indent=2, default=_json_default) + "\n")
     if not args.no_readme:

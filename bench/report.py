@@ -708,14 +708,19 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
     named = re.findall(r"\(([^)]*)\)", quality_goal)
     quality_sets = [part.strip().lower() for part in named[-1].split(",")] if named else []
     quality_metrics = re.findall(r"(recall@\d+|ndcg@\d+|mrr@\d+)", quality_goal)
+    # Issue 17: the two-tower alone against item-kNN ("... on recall@100 (UCI, REES46, synthetic)").
+    retrieval_goal = str(goals.get("retrieval", ""))
+    named_r = re.findall(r"\(([^)]*)\)", retrieval_goal)
+    retrieval_sets = [part.strip().lower() for part in named_r[-1].split(",")] if named_r else []
+    retrieval_metric = next(iter(re.findall(r"(recall@\d+|ndcg@\d+)", retrieval_goal)), "recall@100")
     points: dict[str, list[tuple[float, float]]] = {}
     rows = []
     at_goal_through_store = False
     seen: set[tuple[str, str, str]] = set()
-    for phase in ("after", "before"):
+    for phase in ("sequence", "after", "before"):
         for file in files:
             block = docs[file][1].get(phase) or {}
-            how = "through the feature store" if phase == "after" else "in process (dataset adapters)"
+            how = "through the feature store" if phase != "before" else "in process (dataset adapters)"
             when = str(block.get("measured_at") or NOT_RECORDED)
             # The "before" table predates training through the store (issue 9): kept for comparison only.
             superseded = "" if phase == "after" else "superseded: the models now train through the feature store"
@@ -725,6 +730,12 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
                 if key in seen:
                     continue
                 seen.add(key)
+                encoder = str(result.get("two_tower_encoder") or "mean")
+                if phase == "sequence":
+                    # The sequence-aware query tower (issue 17), beside the mean tower's "after" run.
+                    how = f"through the feature store, {encoder} query tower"
+                    if result.get("two_tower_fallback"):
+                        how += f" (asked {(result.get('config') or {}).get('sequence_encoder_asked')}, fell back)"
                 name = str(result.get("dataset", dataset))
                 named_in_goal = any(s in name.lower() or s == dataset for s in quality_sets)
                 if result.get("not_run"):
@@ -753,7 +764,12 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
                 rerun = (
                     f"{PY} bench/bench_models.py --datasets {dataset}"
                     + (f" --events {events}" if dataset == "synthetic" and events else "")
-                    if phase == "after"
+                    + (
+                        f" --reuse-lake --sequence-encoder {(result.get('config') or {}).get('sequence_encoder_asked')}"
+                        if phase == "sequence"
+                        else ""
+                    )
+                    if phase != "before"
                     else "none: the in-process pipeline is gone (bench_models.py now trains through the store)"
                 )
                 if "train_both_s" in result:
@@ -763,7 +779,7 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
                 else:
                     train_s = None
                 at_goal = bool(events) and abs(events - goal_events) <= 0.05 * goal_events
-                at_goal_through_store = at_goal_through_store or (at_goal and phase == "after")
+                at_goal_through_store = at_goal_through_store or (at_goal and phase != "before")
                 load = first_load(timings.get("total"), timings)
                 section.figures.append(
                     Figure(
@@ -817,6 +833,35 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
                         ]
                     )
                 beats = result.get("beats_baselines") or {}
+                by_method_r = {r.get("method"): r for r in result.get("rows", [])}
+                tower, knn = by_method_r.get("two-tower (retrieval only)"), by_method_r.get("item-kNN")
+                if retrieval_goal and phase != "before" and tower and knn:
+                    named_r_here = any(s in name.lower() or s == dataset for s in retrieval_sets)
+                    ours_r, theirs_r = tower.get(retrieval_metric), knn.get(retrieval_metric)
+                    met_r = ours_r is not None and theirs_r is not None and ours_r > theirs_r
+                    section.figures.append(
+                        Figure(
+                            section.area,
+                            f"two-tower alone vs item-kNN, {dataset} ({fmt(events)} events), {how}"
+                            + ("" if phase == "sequence" else f", {encoder} query tower"),
+                            ours_r,
+                            "",
+                            (MET if met_r else NOT_MET) if named_r_here else NO_GOAL,
+                            file,
+                            shown=(
+                                f"two-tower ({encoder} query tower) {retrieval_metric} {fmt(ours_r, 4)} vs item-kNN "
+                                f"{fmt(theirs_r, 4)} ({'+' if met_r else ''}"
+                                f"{fmt((ours_r or 0) - (theirs_r or 0), 4)})"
+                            ),
+                            goal=retrieval_goal if named_r_here else None,
+                            goal_source="the JSON" if named_r_here else None,
+                            meaning=f"{fmt(split.get('test_examples_evaluated'))} test targets, temporal split; "
+                            f"two-tower fit {fmt((timings.get('two_tower') or {}).get('loop_wall_s'))} s",
+                            command=rerun,
+                            measured_at=when,
+                            load_1m=load,
+                        )
+                    )
                 if quality_metrics:
                     metric = quality_metrics[0]
                     met = all(beats.get(m) for m in quality_metrics)

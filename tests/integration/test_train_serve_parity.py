@@ -168,14 +168,19 @@ def trained(both_sides: tuple[Settings, int]) -> Any:
 
     torch.set_num_threads(2)
     settings, _ = both_sides
+    # The sequence-aware query tower (issue 17): it reads session_recent_items in order, so the online
+    # and offline rows must agree on the order too, not only on the set.
     config = PipelineConfig(
-        two_tower=TwoTowerConfig(dim=16, hidden=32, epochs=2, batch_size=256),
+        two_tower=TwoTowerConfig(
+            dim=16, hidden=32, epochs=2, batch_size=256, sequence_encoder="attention", min_sequence_examples=50
+        ),
         deepfm=DeepFMConfig(embedding_dim=4, hidden=(16,), epochs=2, batch_size=512),
         retrieval_k=30,
         neighbour_k=10,
         ranker_queries=500,
     )
     _, recommender, _ = train_from_store(settings, label="parity", config=config, max_test=300)
+    assert recommender.config.two_tower.sequence_encoder == "attention", recommender.retrieval.history.fallback
     return recommender
 
 

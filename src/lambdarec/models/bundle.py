@@ -126,7 +126,8 @@ def load_bundle(folder: Path) -> TwoStageRecommender:
             )
     pipe = meta["pipeline"]
     config = PipelineConfig(
-        two_tower=TwoTowerConfig(**pipe["two_tower"]),
+        # Bundles from before the sequence encoders trained the mean one.
+        two_tower=TwoTowerConfig(**{"sequence_encoder": "mean", **pipe["two_tower"]}),
         deepfm=DeepFMConfig(**{**pipe["deepfm"], "hidden": tuple(pipe["deepfm"]["hidden"])}),
         retrieval_k=meta["candidates"]["retrieval_k"],
         neighbour_k=meta["candidates"]["neighbour_k"],

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -298,6 +298,8 @@ class TwoStageRecommender:
             )
         started = time.monotonic()
         self.retrieval.fit(known.subset(np.arange(window)), progress)
+        # A sequence encoder may have fallen back to the mean one: the bundle records what was trained.
+        self.config = replace(self.config, two_tower=self.retrieval.config)
         self.build_index(item_rows)
         self.timings["two_tower_train_s"] = time.monotonic() - started
         started = time.monotonic()

@@ -1,7 +1,14 @@
 """Two-tower retrieval: a query tower (session + user history) and an item tower (id + content).
 
 The query tower reads the current session's items (so an anonymous session gets
-recommendations), the user's earlier items and the session counters. The item tower
+recommendations), the user's earlier items and the session counters. The session's items are
+encoded by one of three encoders (``TwoTowerConfig.sequence_encoder``): ``"mean"``, a learned
+position-weighted mean (a bag of items: order only through the weights); ``"gru"``, a GRU over the
+items in order (GRU4Rec's idea); ``"attention"``, a causal self-attention block over item +
+position embeddings read at the latest item (SASRec's idea). All three read the same input, the
+``retrieval_v2`` feature ``session_recent_items`` as assembled by :mod:`lambdarec.models.inputs`,
+so serving needs nothing new. A training set too small or too sparse for a sequence encoder falls
+back to ``"mean"`` with a logged reason (:attr:`TrainHistory.fallback`). The item tower
 adds the id embedding to category, brand and price-bucket embeddings; ids are dropped
 at random in training, so an item never seen in training (index 0) still gets a
 usable, content-only embedding (cold start). Trained with an in-batch softmax with the
@@ -10,11 +17,12 @@ popularity (logQ) correction of Yi et al. (2019) on next-interaction targets.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -24,6 +32,11 @@ from torch.nn import functional as F
 from lambdarec.features.session import RECENT_ITEMS
 from lambdarec.models.data import Examples
 from lambdarec.models.inputs import PAD, QUERY_DENSE, Vocabulary
+
+log = logging.getLogger(__name__)
+
+SequenceEncoder = Literal["mean", "gru", "attention"]
+SEQUENCE_ENCODERS: tuple[str, ...] = ("mean", "gru", "attention")
 
 
 @dataclass
@@ -43,6 +56,13 @@ class TwoTowerConfig:
         validation_fraction: Latest share of training examples held out for the loss curve / early stop.
         max_train_seconds: Stop starting new epochs after this long (a budget on 2 CPU cores).
         seed: Initialisation and shuffling seed.
+        sequence_encoder: How the session's items are encoded: ``"mean"`` (position-weighted
+            bag), ``"gru"`` or ``"attention"`` (in order).
+        attention_heads: Heads of the self-attention block (``dim`` must divide by it).
+        sequence_dropout: Dropout inside the GRU / attention encoders.
+        min_sequence_examples: A sequence encoder needs at least this many training examples,
+            otherwise training falls back to ``"mean"``.
+        min_sequence_share: ... and at least this share of them with two or more known session items.
     """
 
     dim: int = 64
@@ -57,6 +77,51 @@ class TwoTowerConfig:
     validation_fraction: float = 0.1
     max_train_seconds: float = 300.0
     seed: int = 0
+    sequence_encoder: SequenceEncoder = "mean"
+    attention_heads: int = 2
+    sequence_dropout: float = 0.1
+    min_sequence_examples: int = 1_000
+    min_sequence_share: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.sequence_encoder not in SEQUENCE_ENCODERS:
+            raise ValueError(f"sequence_encoder {self.sequence_encoder!r}: one of {SEQUENCE_ENCODERS}")
+
+
+class AttentionEncoder(nn.Module):
+    """One causal self-attention block (SASRec-style) over item + position embeddings.
+
+    Args:
+        dim: Embedding size.
+        heads: Attention heads.
+        dropout: Dropout on attention weights and the feed-forward part.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.position = nn.Embedding(RECENT_ITEMS, dim)
+        self.block = nn.TransformerEncoderLayer(
+            dim, heads, dim_feedforward=2 * dim, dropout=dropout, batch_first=True, norm_first=True
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.causal: torch.Tensor
+        causal = torch.triu(torch.ones(RECENT_ITEMS, RECENT_ITEMS, dtype=torch.bool), diagonal=1)
+        self.register_buffer("causal", causal, persistent=False)
+
+    def forward(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Encoding at the latest position of (B, RECENT_ITEMS, dim) left-padded ``items``.
+
+        Args:
+            items: Item embeddings, oldest first; padding rows are zero.
+            mask: (B, RECENT_ITEMS) True where an item is present.
+        """
+        width = items.shape[1]
+        x = items + self.position.weight[None, -width:]
+        padding = ~mask
+        # An empty session would leave its queries nothing to attend to (NaN): open its last slot.
+        padding[:, -1] = False
+        out = self.block(x, src_mask=self.causal[:width, :width], src_key_padding_mask=padding)
+        return self.norm(out[:, -1])
 
 
 class TwoTower(nn.Module):
@@ -75,7 +140,17 @@ class TwoTower(nn.Module):
         d, h = config.dim, config.hidden
         self.config = config
         self.position = nn.Parameter(torch.zeros(RECENT_ITEMS))
-        self.query_mlp = nn.Sequential(nn.Linear(3 * d + len(QUERY_DENSE), h), nn.ReLU(), nn.Linear(h, d))
+        # Only the chosen encoder's weights exist, so a "mean" model's state is the one older bundles hold.
+        self.gru = nn.GRU(d, d, batch_first=True) if config.sequence_encoder == "gru" else None
+        self.attention = (
+            AttentionEncoder(d, config.attention_heads, config.sequence_dropout)
+            if config.sequence_encoder == "attention"
+            else None
+        )
+        self.sequence_dropout = nn.Dropout(config.sequence_dropout)
+        # A sequence encoder adds its encoding beside the position-weighted mean (never instead of it).
+        inputs = (4 if config.sequence_encoder != "mean" else 3) * d + len(QUERY_DENSE)
+        self.query_mlp = nn.Sequential(nn.Linear(inputs, h), nn.ReLU(), nn.Linear(h, d))
         # One id table for both towers: a session item and a candidate live in the same space.
         self.item_ids = nn.Embedding(n_items, d, padding_idx=PAD)
         self.item_category = nn.Embedding(n_categories, d // 2)
@@ -85,15 +160,42 @@ class TwoTower(nn.Module):
 
     def query(self, session: torch.Tensor, history: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """Query vectors from the session prefix (B, RECENT_ITEMS), history (B, H) and dense features."""
-        mask = (session != PAD).float()
-        weights = torch.softmax(self.position, 0)[None, :] * mask
         items = self.item_ids(session)
+        present = session != PAD
+        weights = torch.softmax(self.position, 0)[None, :] * present.float()
         pooled = (items * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp_min(1e-6)
         last = items[:, -1]
         hist_mask = (history != PAD).float()
         hist = (self.item_ids(history) * hist_mask[..., None]).sum(1) / hist_mask.sum(1, keepdim=True).clamp_min(1)
-        out = self.query_mlp(torch.cat([pooled, last, hist, dense], 1))
-        return F.normalize(out + last + pooled, dim=-1)
+        if self.gru is None and self.attention is None:
+            out = self.query_mlp(torch.cat([pooled, last, hist, dense], 1))
+            return F.normalize(out + last + pooled, dim=-1)
+        ordered = self.encode_order(session, items, present)
+        out = self.query_mlp(torch.cat([pooled, ordered, last, hist, dense], 1))
+        return F.normalize(out + last + pooled + ordered, dim=-1)
+
+    def encode_order(self, session: torch.Tensor, items: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """(B, dim) in-order encoding of the left-padded session (GRU or self-attention); 0 for an empty one."""
+        # Columns where no row of the batch has an item carry nothing: skip them (left padding comes first).
+        filled = present.any(0).nonzero()
+        start = int(filled[0]) if len(filled) else session.shape[1] - 1
+        items, present = self.sequence_dropout(items[:, start:]), present[:, start:]
+        if self.gru is not None:
+            # Left-align each session and pack it, so the GRU reads its items only, oldest first:
+            # the padding and the batch around a session do not change its state.
+            width = items.shape[1]
+            lengths = present.sum(1)
+            steps = torch.arange(width)[None, :] + (width - lengths)[:, None]
+            aligned = items.gather(1, steps.clamp_max(width - 1)[..., None].expand(-1, -1, items.shape[2]))
+            packed = nn.utils.rnn.pack_padded_sequence(
+                aligned, lengths.clamp_min(1), batch_first=True, enforce_sorted=False
+            )
+            _, last_state = self.gru(packed)
+            encoded = last_state[-1]
+        else:
+            assert self.attention is not None
+            encoded = self.attention(items, present)
+        return encoded * present.any(1, keepdim=True).float()
 
     def item(
         self, item: torch.Tensor, category: torch.Tensor, brand: torch.Tensor, price: torch.Tensor
@@ -115,6 +217,8 @@ class TrainHistory:
         best_epoch: Epoch whose weights were kept (lowest validation loss).
         seconds: Wall time of the training loop.
         examples: Training examples used.
+        sequence_encoder: The session encoder trained (``"mean"`` after a fallback).
+        fallback: Why a requested sequence encoder was replaced by ``"mean"`` (empty: it was not).
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -122,6 +226,8 @@ class TrainHistory:
     best_epoch: int = 0
     seconds: float = 0.0
     examples: int = 0
+    sequence_encoder: str = "mean"
+    fallback: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -190,19 +296,46 @@ class TwoTowerModel:
 
     def __init__(self, catalogue: Vocabulary, config: TwoTowerConfig | None = None) -> None:
         self.catalogue = catalogue
-        self.config = config or TwoTowerConfig()
-        torch.manual_seed(self.config.seed)
-        self.net = TwoTower(
-            catalogue.n_items,
-            len(catalogue.categories) + 1,
-            len(catalogue.brands) + 1,
-            len(catalogue.price_edges) + 2,
-            self.config,
-        )
-        self.history = TrainHistory()
+        # Its own copy: a fallback changes the encoder of this model, not of the caller's config.
+        self.config = replace(config or TwoTowerConfig())
+        self.net = self._build()
+        self.history = TrainHistory(sequence_encoder=self.config.sequence_encoder)
         counts = catalogue.item_popularity.copy()
         counts[PAD] = 0
         self.log_q = torch.from_numpy(np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0)).astype(np.float32))
+
+    def _build(self) -> TwoTower:
+        torch.manual_seed(self.config.seed)
+        cat = self.catalogue
+        sizes = (cat.n_items, len(cat.categories) + 1, len(cat.brands) + 1, len(cat.price_edges) + 2)
+        return TwoTower(*sizes, self.config)
+
+    def sequence_fallback_reason(self, examples: Examples) -> str:
+        """Why ``examples`` cannot train the configured sequence encoder ("" when they can).
+
+        Too few examples, or sessions too short for their order to carry anything, would leave a
+        GRU or attention block under-trained; the position-weighted mean is the safer tower then.
+        """
+        cfg = self.config
+        if cfg.sequence_encoder == "mean":
+            return ""
+        n = len(examples)
+        if n < cfg.min_sequence_examples:
+            return f"{n} training examples, fewer than min_sequence_examples={cfg.min_sequence_examples}"
+        share = float(((examples.session != PAD).sum(1) >= 2).mean())
+        if share < cfg.min_sequence_share:
+            return (
+                f"only {share:.1%} of training examples have two or more known session items "
+                f"(min_sequence_share={cfg.min_sequence_share:.0%})"
+            )
+        return ""
+
+    def _fall_back(self, reason: str) -> None:
+        requested = self.config.sequence_encoder
+        log.warning("two-tower: %s encoder replaced by the mean encoder: %s", requested, reason)
+        self.config = replace(self.config, sequence_encoder="mean")
+        self.net = self._build()
+        self.history = TrainHistory(sequence_encoder="mean", fallback=f"{requested} → mean: {reason}")
 
     def _tower_inputs(self, items: torch.Tensor, drop_ids: bool) -> tuple[torch.Tensor, ...]:
         cat = self.catalogue
@@ -236,6 +369,20 @@ class TwoTowerModel:
         known = examples.target != PAD
         examples = examples.subset(known)
         split = validation_cut(len(examples), self.config.validation_fraction)
+        reason = self.sequence_fallback_reason(examples.subset(np.arange(split)))
+        if reason:
+            self._fall_back(reason)
+        try:
+            return self._fit(examples, split, progress)
+        except FloatingPointError as err:
+            if self.config.sequence_encoder == "mean":
+                raise
+            self._fall_back(str(err))
+            return self._fit(examples, split, progress)
+
+    def _fit(
+        self, examples: Examples, split: int, progress: Callable[[str, int, int, float], None] | None
+    ) -> TrainHistory:
         train_rows, val_rows = np.arange(split), np.arange(split, len(examples))
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
         rng = np.random.default_rng(self.config.seed)
@@ -251,8 +398,12 @@ class TwoTowerModel:
                 if len(rows) < 2:
                     continue
                 loss = self._loss(_tensors(examples, rows), train=True)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite training loss at epoch {epoch}, step {step}")
                 optimizer.zero_grad()
                 loss.backward()
+                if self.config.sequence_encoder != "mean":
+                    nn.utils.clip_grad_norm_(self.net.parameters(), 10.0)
                 optimizer.step()
                 total += float(loss.detach()) * len(rows)
                 if progress:

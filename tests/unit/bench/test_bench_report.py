@@ -237,3 +237,43 @@ def test_load_sampler_gives_mean_and_max_over_the_block() -> None:
     summary = load.summary()
     assert summary["load_1m_samples"] >= 2
     assert 0 <= summary["load_1m_mean"] <= summary["load_1m_max"]
+
+
+def _models_result(tower_r100: float, knn_r100: float, encoder: str) -> dict[str, Any]:
+    rows = [
+        {"method": "item-kNN", "recall@20": 0.2, "recall@100": knn_r100, "ndcg@10": 0.1, "mrr@20": 0.1},
+        {"method": "two-tower (retrieval only)", "recall@20": 0.1, "recall@100": tower_r100, "ndcg@10": 0.05},
+        {"method": "two-stage (two-tower + DeepFM)", "recall@20": 0.3, "recall@100": 0.4, "ndcg@10": 0.2},
+    ]
+    return {
+        "dataset": "uci:retail.parquet",
+        "fingerprint": f"fp-{encoder}",
+        "rows": rows,
+        "split": {"events": 1000, "test_examples_evaluated": 500},
+        "training": {"two_tower_train_s": 10.0, "deepfm_train_s": 5.0},
+        "beats_baselines": {"recall@20": True, "ndcg@10": True},
+        "two_tower_encoder": encoder,
+        "config": {"sequence_encoder_asked": encoder},
+    }
+
+
+def test_the_sequence_tower_sits_beside_the_mean_tower_against_item_knn(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    doc = {
+        "benchmark": "models",
+        "machine": {"cpus": 2},
+        "goals": {
+            "quality": "two-stage beats every baseline on recall@20 and ndcg@10 (UCI, REES46, synthetic)",
+            "retrieval": "two-tower alone beats item-kNN on recall@100 (UCI, REES46, synthetic)",
+        },
+        "after": {"measured_at": "2026-01-01T00:00:00Z", "datasets": {"uci": _models_result(0.40, 0.45, "mean")}},
+        "sequence": {"measured_at": "2026-01-02T00:00:00Z", "datasets": {"uci": _models_result(0.50, 0.45, "gru")}},
+    }
+    (folder / "models.json").write_text(json.dumps(doc))
+    built = report.build(folder, folder)
+    old = by_name(built, "two-tower alone vs item-kNN", "mean query tower")
+    new = by_name(built, "two-tower alone vs item-kNN", "gru query tower")
+    assert (old["value"], old["status"]) == (0.40, "not met") and "-0.0500" in old["shown"]
+    assert (new["value"], new["status"]) == (0.50, "met") and "+0.0500" in new["shown"]
+    assert "--sequence-encoder gru" in new["command"]
