@@ -53,6 +53,14 @@ def main(
     state_dir: Annotated[
         Path | None, typer.Option(help="Folder for the embedded services' data and logs (default .lambdarec).")
     ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LAMBDAREC_PROFILE",
+            help="Settings laid over the environment's, from environments/profiles/<name>.toml: `cluster` runs "
+            "Kafka as 3 replicated brokers. Use the same profile for every command on one state folder.",
+        ),
+    ] = None,
 ) -> None:
     """Build the settings once for the chosen environment."""
     import logging
@@ -66,7 +74,16 @@ def main(
         format="%(name)s: %(message)s",
         handlers=[RichHandler(console=err_console, show_path=False)],
     )
-    overrides = {"state_dir": state_dir} if state_dir is not None else {}
+    overrides: dict[str, object] = {}
+    if profile:
+        from lambdarec.runtime.cluster import profile_overrides
+
+        try:
+            overrides |= profile_overrides(profile)
+        except ValueError as err:
+            raise _fail(str(err), 2) from None
+    if state_dir is not None:
+        overrides["state_dir"] = state_dir
     use_settings(load_settings(env, **overrides))
 
 

@@ -53,6 +53,23 @@ class KafkaSettings(BaseModel):
     partitions: int = Field(default=4, ge=1)
     max_event_bytes: int = Field(default=16_384, ge=256, description="Larger raw events are rejected.")
     heap: str = "512m"
+    brokers: int = Field(
+        default=1,
+        ge=1,
+        le=9,
+        description=(
+            "Nodes of the embedded cluster (each a broker + KRaft controller process: `kafka`, `kafka-2`, ...); "
+            "the cluster profile (`lambdarec --profile cluster`) sets 3."
+        ),
+    )
+    replication_factor: int = Field(
+        default=1, ge=1, description="Replicas of each topic the pipeline creates (at most the cluster's brokers)."
+    )
+    min_insync_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="`min.insync.replicas` of those topics: replicas that must hold a write before acks=all answers.",
+    )
 
 
 class StreamSettings(BaseModel):
@@ -63,6 +80,18 @@ class StreamSettings(BaseModel):
         description="Most heap the job's JVM may take (-Xmx). Without a cap the JVM grows its heap towards a "
         "quarter of the machine (measured: 3.6 GB of PSS after a 200k-event demo on a 24 GiB machine).",
     )
+
+
+class SparkClusterSettings(BaseModel):
+    """The embedded Spark standalone cluster of the cluster profile (a master and its workers)."""
+
+    workers: int = Field(
+        default=0, ge=0, le=8, description="Workers started with the master; 0 (the default) starts no cluster."
+    )
+    worker_cores: int = Field(default=1, ge=1, description="Cores each worker offers to executors.")
+    worker_memory: str = Field(default="1g", description="Memory each worker offers (an executor takes 1g).")
+    daemon_memory: str = Field(default="256m", description="Heap of the master and worker daemons themselves.")
+    master_port: int = Field(default=0, description="The master's port; 0 picks a free one on first start.")
 
 
 class MilvusSettings(BaseModel):
@@ -195,6 +224,7 @@ class Settings(BaseSettings):
     )
     kafka: KafkaSettings = KafkaSettings()
     stream: StreamSettings = StreamSettings()
+    spark_cluster: SparkClusterSettings = SparkClusterSettings()
     redis: RedisSettings = RedisSettings()
     milvus: MilvusSettings = MilvusSettings()
     mlflow: MlflowSettings = MlflowSettings()

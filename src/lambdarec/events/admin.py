@@ -27,6 +27,8 @@ def ensure_topics(
     topics: Mapping[str, int],
     timeout_s: float = 30.0,
     configs: Mapping[str, Mapping[str, str]] | None = None,
+    replication_factor: int = 1,
+    min_insync_replicas: int | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet (idempotent).
 
@@ -35,20 +37,41 @@ def ensure_topics(
         topics: Topic name → partition count.
         timeout_s: How long to wait for the broker.
         configs: Topic name → topic configs (``retention.ms``...) for the topics created now.
+        replication_factor: Replicas of each topic created now (``kafka.replication_factor``).
+        min_insync_replicas: ``min.insync.replicas`` of each topic created now; None keeps the broker's.
 
     Returns:
         The names of the topics that were created now.
+
+    Raises:
+        RuntimeServiceError: The cluster has fewer brokers than ``replication_factor`` (the message
+            names the setting), instead of topics that could never be fully replicated.
     """
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    metadata = admin.list_topics(timeout=timeout_s)
+    existing = set(metadata.topics)
+    extra = {"min.insync.replicas": str(min_insync_replicas)} if min_insync_replicas is not None else {}
     missing = [
-        NewTopic(name, num_partitions=parts, replication_factor=1, config=dict((configs or {}).get(name, {})))
+        NewTopic(
+            name,
+            num_partitions=parts,
+            replication_factor=replication_factor,
+            config={**extra, **dict((configs or {}).get(name, {}))},
+        )
         for name, parts in topics.items()
         if name not in existing
     ]
+    if missing and len(metadata.brokers) < replication_factor:
+        from lambdarec.runtime.errors import RuntimeServiceError
+
+        raise RuntimeServiceError(
+            f"kafka.replication_factor is {replication_factor} but the cluster at {bootstrap} has "
+            f"{len(metadata.brokers)} broker(s) up: lower LAMBDAREC_KAFKA__REPLICATION_FACTOR or start more "
+            "brokers (kafka.brokers; `lambdarec --profile cluster services up` runs 3)"
+        )
     if not missing:
         return []
     created = []

@@ -62,6 +62,10 @@ class ManagedService(ABC):
     started_by_default: bool = True
     """False: ``lambdarec services up`` without names leaves it alone (start it by name); ``down`` and
     ``status`` without names still include it while it runs."""
+    start_group: str | None = None
+    """Services sharing a group (the nodes of one Kafka quorum) cannot become healthy one by one: the
+    supervisor chooses all their ports, prepares and launches them all, then waits for each; naming one
+    of them to ``up`` or ``down`` means the whole group."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

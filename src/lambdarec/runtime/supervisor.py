@@ -39,16 +39,18 @@ def default_services(settings: Settings) -> list[ManagedService]:
     """The engines that ``services`` knows, in start order (a bare ``up`` skips those not started by default)."""
     # Imported here so that listing services never pays for every client library.
     from lambdarec.runtime.airflow_server import AirflowService
-    from lambdarec.runtime.kafka import KafkaService
+    from lambdarec.runtime.kafka import kafka_services
     from lambdarec.runtime.milvus import MilvusService
     from lambdarec.runtime.mlflow import MlflowService
     from lambdarec.runtime.redis_server import RedisService
+    from lambdarec.runtime.spark_cluster import spark_cluster_services
 
     return [
-        KafkaService(settings),
+        *kafka_services(settings),  # one broker, or kafka.brokers of them (the cluster profile)
         MilvusService(settings),
         MlflowService(settings),
         RedisService(settings),
+        *spark_cluster_services(settings),  # none unless spark_cluster.workers (the cluster profile)
         AirflowService(settings),
     ]
 
@@ -74,7 +76,9 @@ class Supervisor:
         unknown = [n for n in names if n not in self.services]
         if unknown:
             raise RuntimeServiceError(f"unknown service(s) {unknown}; known: {sorted(self.services)}")
-        return [self.services[n] for n in names]
+        # One member of a start group means the group (a quorum node alone never becomes healthy).
+        groups = {self.services[n].start_group for n in names} - {None}
+        return [s for s in self.services.values() if s.name in names or (s.start_group in groups)]
 
     # -- lifecycle ---------------------------------------------------------------------
     def up(
@@ -99,19 +103,15 @@ class Supervisor:
         selected = self._select(names)
         for service in selected:
             service.check_prerequisites()
-        for service in selected:
-            if self._live_record(service) is not None:
-                notify(service.name, "already running")
-                continue
-            ports = self._choose_ports(service)
-            service.home.mkdir(parents=True, exist_ok=True)
-            service.log_path.parent.mkdir(parents=True, exist_ok=True)
-            service.prepare(ports)
-            record = self._launch(service, ports)
-            notify(service.name, f"started pid {record.pid}, waiting for health")
-            self._wait_healthy(service, record)
-            service.after_healthy(ports)
-            notify(service.name, f"healthy at {service.endpoint(ports)}")
+        for batch in _start_batches(selected):
+            pending = []
+            for service in batch:
+                if self._live_record(service) is not None:
+                    notify(service.name, "already running")
+                else:
+                    pending.append(service)
+            if pending:
+                self._start_together(pending, notify)
         return [self.status_of(s) for s in selected]
 
     def down(self, names: Iterable[str] | None = None) -> list[str]:
@@ -164,6 +164,38 @@ class Supervisor:
         return service.endpoint(record.ports) if record else None
 
     # -- internals -------------------------------------------------------------------------
+    def _start_together(self, batch: list[ManagedService], notify: Callable[[str, str], None]) -> None:
+        """Choose every member's ports, prepare and launch them all, then wait for each to be healthy.
+
+        A single service is a batch of one. When one member fails, the members launched with it are
+        stopped too (a quorum missing a node would only hang).
+        """
+        chosen: dict[str, dict[str, int]] = {}
+        taken: set[int] = set()
+        for service in batch:
+            chosen[service.name] = self._choose_ports(service, avoid=taken)
+            taken |= set(chosen[service.name].values())
+        launched: list[tuple[ManagedService, ServiceRecord]] = []
+        try:
+            for service in batch:
+                service.home.mkdir(parents=True, exist_ok=True)
+                service.log_path.parent.mkdir(parents=True, exist_ok=True)
+                service.prepare(chosen[service.name])
+            for service in batch:
+                record = self._launch(service, chosen[service.name])
+                launched.append((service, record))
+                notify(service.name, f"started pid {record.pid}, waiting for health")
+            for service, record in launched:
+                self._wait_healthy(service, record)
+        except Exception:
+            for service, record in launched:
+                _terminate_group(record.pid, service.stop_timeout_s)
+                service.record_path.unlink(missing_ok=True)
+            raise
+        for service, record in launched:
+            service.after_healthy(record.ports)
+            notify(service.name, f"healthy at {service.endpoint(record.ports)}")
+
     def _live_record(self, service: ManagedService) -> ServiceRecord | None:
         record = ServiceRecord.load(service.record_path)
         if record is None:
@@ -177,11 +209,12 @@ class Supervisor:
             return None
         return record
 
-    def _choose_ports(self, service: ManagedService) -> dict[str, int]:
+    def _choose_ports(self, service: ManagedService, avoid: set[int] | None = None) -> dict[str, int]:
         previous = ServiceRecord.load(service.ports_path)
         remembered = previous.ports if previous else {}
         configured = service.configured_ports()
         chosen: dict[str, int] = {}
+        avoid = avoid or set()
         for port_name in service.port_names:
             fixed = configured.get(port_name, 0)
             if fixed:
@@ -193,10 +226,10 @@ class Supervisor:
                 continue
             # Reuse the port of the last run so clients and stored configs keep working.
             old = remembered.get(port_name, 0)
-            if old and port_is_free(old) and old not in chosen.values():
+            if old and port_is_free(old) and old not in chosen.values() and old not in avoid:
                 chosen[port_name] = old
             else:
-                chosen[port_name] = pick_free_port(avoid=set(chosen.values()))
+                chosen[port_name] = pick_free_port(avoid=set(chosen.values()) | avoid)
         service.ports_path.parent.mkdir(parents=True, exist_ok=True)
         ServiceRecord(service.name, 0, chosen, time.time(), str(service.log_path)).save(service.ports_path)
         return chosen
@@ -241,6 +274,21 @@ class Supervisor:
             f"{service.name} was not healthy after {service.startup_timeout_s:.0f}s; last log lines:\n"
             f"{tail(service.log_path, 30)}"
         )
+
+
+def _start_batches(services: list[ManagedService]) -> list[list[ManagedService]]:
+    """The selected services in start order, the members of one start group together (at the first's place)."""
+    batches: list[list[ManagedService]] = []
+    by_group: dict[str, list[ManagedService]] = {}
+    for service in services:
+        if service.start_group is None:
+            batches.append([service])
+        elif service.start_group in by_group:
+            by_group[service.start_group].append(service)
+        else:
+            by_group[service.start_group] = [service]
+            batches.append(by_group[service.start_group])
+    return batches
 
 
 def tail(path: Path, lines: int = 50) -> str:
