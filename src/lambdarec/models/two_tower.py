@@ -89,7 +89,11 @@ class TwoTowerConfig:
 
 
 class AttentionEncoder(nn.Module):
-    """One causal self-attention block (SASRec-style) over item + position embeddings.
+    """One causal self-attention block (SASRec-style, pre-norm) read at the latest position.
+
+    With one block, the latest position's output depends only on its own query over every key
+    (the causal mask hides nothing from it) and on its own feed-forward step, so only that
+    position is computed: the same numbers as the full block's last row, at a fraction of the cost.
 
     Args:
         dim: Embedding size.
@@ -100,28 +104,30 @@ class AttentionEncoder(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float) -> None:
         super().__init__()
         self.position = nn.Embedding(RECENT_ITEMS, dim)
-        self.block = nn.TransformerEncoderLayer(
-            dim, heads, dim_feedforward=2 * dim, dropout=dropout, batch_first=True, norm_first=True
-        )
+        self.norm_in = nn.LayerNorm(dim)
+        self.attend = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm_mid = nn.LayerNorm(dim)
+        self.feed = nn.Sequential(nn.Linear(dim, 2 * dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim))
+        self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(dim)
-        self.causal: torch.Tensor
-        causal = torch.triu(torch.ones(RECENT_ITEMS, RECENT_ITEMS, dtype=torch.bool), diagonal=1)
-        self.register_buffer("causal", causal, persistent=False)
 
     def forward(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Encoding at the latest position of (B, RECENT_ITEMS, dim) left-padded ``items``.
+        """Encoding at the latest position of (B, width, dim) left-padded ``items``.
 
         Args:
-            items: Item embeddings, oldest first; padding rows are zero.
-            mask: (B, RECENT_ITEMS) True where an item is present.
+            items: Item embeddings, oldest first, the latest in the last column; padding rows are zero.
+            mask: (B, width) True where an item is present.
         """
         width = items.shape[1]
         x = items + self.position.weight[None, -width:]
         padding = ~mask
-        # An empty session would leave its queries nothing to attend to (NaN): open its last slot.
+        # An empty session would leave its query nothing to attend to (NaN): open its last slot.
         padding[:, -1] = False
-        out = self.block(x, src_mask=self.causal[:width, :width], src_key_padding_mask=padding)
-        return self.norm(out[:, -1])
+        normed = self.norm_in(x)
+        attended, _ = self.attend(normed[:, -1:], normed, normed, key_padding_mask=padding, need_weights=False)
+        last = x[:, -1] + self.dropout(attended[:, 0])
+        last = last + self.dropout(self.feed(self.norm_mid(last)))
+        return self.norm(last)
 
 
 class TwoTower(nn.Module):
