@@ -18,7 +18,8 @@ says little.
 bench/results/models.json keeps the previous table (trained from the dataset adapters in process)
 as `before` and this one as `after`; the Markdown table in bench/README.md is rewritten from it.
 A run with `--sequence-encoder gru|attention` (issue 17: the query tower reading the session's
-items in order) is written to the `sequence` block instead, so the new tower sits next to the
+items in order), or one with `--tag` (an experiment such as another epoch cap, recorded as
+`<dataset>+<tag>`), is written to the `sequence` block instead, so the new tower sits next to the
 old one (`after`, the mean tower) rather than replacing it.
 
     nice -n 10 .venv/bin/python bench/bench_models.py --datasets rees46 uci synthetic --events 200000
@@ -269,10 +270,11 @@ def run_one(spec: str, state_dir: Path, args: argparse.Namespace) -> dict[str, A
     sources_module.OfflineFeatureSource = timed_source_class(tracker, meter)  # type: ignore[misc]
     try:
         config = _config(args.train_budget)
-        if args.sequence_encoder:
-            config = dataclasses.replace(
-                config, two_tower=dataclasses.replace(config.two_tower, sequence_encoder=args.sequence_encoder)
-            )
+        changes: dict[str, Any] = {"sequence_encoder": args.sequence_encoder} if args.sequence_encoder else {}
+        changes.update({"epochs": args.two_tower_epochs} if args.two_tower_epochs else {})
+        changes.update({"patience": args.two_tower_patience} if args.two_tower_patience else {})
+        if changes:
+            config = dataclasses.replace(config, two_tower=dataclasses.replace(config.two_tower, **changes))
         with phases.phase("train_from_store"):
             result, recommender, _ = train_from_store(
                 settings,
@@ -373,6 +375,8 @@ def run_one(spec: str, state_dir: Path, args: argparse.Namespace) -> dict[str, A
             "max_test": args.max_test,
             "torch_threads": 2,
             "sequence_encoder_asked": config.two_tower.sequence_encoder,
+            "two_tower_epochs": config.two_tower.epochs,
+            "two_tower_patience": config.two_tower.patience,
         },
         two_tower_encoder=recommender.retrieval.history.sequence_encoder,
         two_tower_fallback=recommender.retrieval.history.fallback,
@@ -481,6 +485,17 @@ def render_markdown(doc: dict[str, Any]) -> str:
             ),
             "",
         ]
+    sequence = doc.get("sequence", {})
+    for name, seq in sequence.get("datasets", {}).items():
+        if name in after or not seq.get("rows"):
+            continue
+        base = {r["method"]: r for r in after.get(name.split("+", 1)[0], {}).get("rows", [])}
+        lines += [f"### {name}: `{seq.get('dataset', name)}`", ""]
+        if seq.get("experiment"):
+            lines += [f"*Experiment*: {seq['experiment']}."]
+        lines += [*_sequence_table({**seq, "measured_at": sequence.get("measured_at")}, base), ""]
+    if sequence.get("notes"):
+        lines += ["Sequence-aware query tower, what the runs say:", "", *[f"- {n}" for n in sequence["notes"]], ""]
     lines += [
         "### Time per phase (after), wall / CPU seconds, 1-minute load average (2 cores, shared)",
         "",
@@ -585,6 +600,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=["mean", "gru", "attention"],
         help="the query tower's session encoder; gru/attention results go to the `sequence` block",
     )
+    parser.add_argument("--two-tower-epochs", type=int, help="override the two-tower's epoch cap (an experiment)")
+    parser.add_argument("--two-tower-patience", type=int, help="override the two-tower's early-stop patience")
+    parser.add_argument("--tag", help="record the run as <dataset>+<tag> (an experiment beside the plain run)")
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.train_budget, args.max_test = 20_000, 60.0, 1_000
@@ -596,7 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     if "before" not in doc:
         doc = {"before": _before(doc)}
-    block = "sequence" if args.sequence_encoder in ("gru", "attention") else "after"
+    # The plain CLI-config run is `after`; the sequence towers and tagged experiments sit beside it.
+    block = "sequence" if args.sequence_encoder in ("gru", "attention") or args.tag else "after"
     after = doc.setdefault(block, {"datasets": {}})
     WORK.mkdir(parents=True, exist_ok=True)
     for name in args.datasets:
@@ -629,6 +648,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         command += ["--reuse-lake"] if args.reuse_lake else []
         command += ["--sequence-encoder", args.sequence_encoder] if args.sequence_encoder else []
+        command += ["--two-tower-epochs", str(args.two_tower_epochs)] if args.two_tower_epochs else []
+        command += ["--two-tower-patience", str(args.two_tower_patience)] if args.two_tower_patience else []
         if key == "synthetic" and block == "after":
             command += ["--embeddings-out", str(EMBEDDINGS)]
         print(f"=== {key}: {spec} (load {os.getloadavg()})", flush=True)
@@ -644,6 +665,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if key == "synthetic":
             figures["dataset"] = f"synthetic ({args.events:,} events, {args.items:,} items, seed 42)"
+        if args.tag:
+            figures["experiment"] = (
+                f"{args.tag}: two-tower epochs {figures['config']['two_tower_epochs']}, "
+                f"patience {figures['config']['two_tower_patience']}"
+            )
+            key = f"{key}+{args.tag}"
         after["datasets"][key] = figures
         for row in figures["rows"]:
             print(

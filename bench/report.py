@@ -723,7 +723,7 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
             how = "through the feature store" if phase != "before" else "in process (dataset adapters)"
             when = str(block.get("measured_at") or NOT_RECORDED)
             # The "before" table predates training through the store (issue 9): kept for comparison only.
-            superseded = "" if phase == "after" else "superseded: the models now train through the feature store"
+            superseded = "" if phase != "before" else "superseded: the models now train through the feature store"
             for dataset, result in (block.get("datasets") or {}).items():
                 # Files copied from one another repeat results: each once, from the first file holding it.
                 key = (phase, dataset, str(result.get("fingerprint") or result.get("not_run") or ""))
@@ -762,11 +762,18 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
                 )
                 events = split.get("events")
                 rerun = (
-                    f"{PY} bench/bench_models.py --datasets {dataset}"
+                    f"{PY} bench/bench_models.py --datasets {dataset.split('+', 1)[0]}"
                     + (f" --events {events}" if dataset == "synthetic" and events else "")
                     + (
                         f" --reuse-lake --sequence-encoder {(result.get('config') or {}).get('sequence_encoder_asked')}"
                         if phase == "sequence"
+                        else ""
+                    )
+                    + (
+                        f" --two-tower-epochs {(result.get('config') or {}).get('two_tower_epochs')}"
+                        f" --two-tower-patience {(result.get('config') or {}).get('two_tower_patience')}"
+                        f" --tag {dataset.split('+', 1)[1]}"
+                        if phase == "sequence" and "+" in dataset
                         else ""
                     )
                     if phase != "before"
