@@ -277,3 +277,29 @@ def test_the_sequence_tower_sits_beside_the_mean_tower_against_item_knn(tmp_path
     assert (old["value"], old["status"]) == (0.40, "not met") and "-0.0500" in old["shown"]
     assert (new["value"], new["status"]) == (0.50, "met") and "+0.0500" in new["shown"]
     assert "--sequence-encoder gru" in new["command"]
+
+
+def test_the_dags_tasks_are_reported_per_task_and_not_judged_against_the_10m_goal(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    task = {"wall_s": 10.0, "cpu_s": 4.0, "load_1m_mean": 2.0}
+    doc = {
+        "benchmark": "dags",
+        "measured_at": "2026-01-01T00:00:00+00:00",
+        "events": 20_000,
+        "silver_dates": 31,
+        "daily_features": {"day": "2024-01-31", "build_batch": task, "validate": task, "jobs": {"build_gold": 5.0}},
+        "weekly_retrain": {"day": "2024-01-31", "train": {**task, "wall_s": 100.0}, "promoted": True},
+        "daily_features_total_s": 20.0,
+        "weekly_retrain_total_s": 100.0,
+        "command": ".venv/bin/python bench/bench_dags.py --state S --train-budget 30",
+    }
+    (folder / "dags.json").write_text(json.dumps(doc))
+    built = report.build(folder, folder)
+    daily = by_name(built, "daily_features: every task")
+    weekly = by_name(built, "weekly_retrain: every task")
+    assert (daily["value"], daily["status"]) == (20.0, "not comparable") and "at 10M events" in daily["goal"]
+    assert "build_batch 10 s" in daily["meaning"] and "20,000 events" in daily["name"]
+    assert (weekly["value"], weekly["status"]) == (100.0, "no goal") and "promoted: True" in weekly["meaning"]
+    assert "bench_dags.py" in weekly["command"]
+    assert "`dags.json`: read, not summarised" not in (folder / "REPORT.md").read_text()
