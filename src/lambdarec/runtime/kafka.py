@@ -310,7 +310,7 @@ class KafkaService(ManagedService):
 
         In a cluster, node 1 (``kafka``) stands for the whole: healthy when every broker is
         registered and every partition has its full set of in-sync replicas; the other nodes
-        when they answer and are registered.
+        when they are registered and in sync on every partition they replicate.
         """
         from confluent_kafka.admin import AdminClient
 
@@ -328,7 +328,14 @@ class KafkaService(ManagedService):
             if self.node_id not in metadata.brokers:
                 return False
             if self.node_id != 1:
-                return True
+                # Caught up: in the in-sync set of every partition it replicates (a restarted node
+                # answers long before it has fetched what it missed).
+                return all(
+                    self.node_id in p.isrs
+                    for topic in metadata.topics.values()
+                    for p in topic.partitions.values()
+                    if self.node_id in p.replicas
+                )
             if len(metadata.brokers) < self.settings.kafka.brokers:
                 return False
             return all(

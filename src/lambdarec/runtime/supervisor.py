@@ -76,9 +76,18 @@ class Supervisor:
         unknown = [n for n in names if n not in self.services]
         if unknown:
             raise RuntimeServiceError(f"unknown service(s) {unknown}; known: {sorted(self.services)}")
-        # One member of a start group means the group (a quorum node alone never becomes healthy).
-        groups = {self.services[n].start_group for n in names} - {None}
-        return [s for s in self.services.values() if s.name in names or (s.start_group in groups)]
+        # One member of a start group means the group (a quorum node alone never becomes healthy),
+        # its members in their own order at the place of the first one named; others as named.
+        selected: list[ManagedService] = []
+        for name in names:
+            service = self.services[name]
+            group = (
+                [s for s in self.services.values() if s.start_group == service.start_group]
+                if service.start_group is not None
+                else [service]
+            )
+            selected += [s for s in group if s not in selected]
+        return selected
 
     # -- lifecycle ---------------------------------------------------------------------
     def up(

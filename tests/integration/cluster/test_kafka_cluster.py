@@ -141,4 +141,7 @@ def test_kill_9_of_a_broker_mid_stream_loses_and_doubles_nothing(
 
     # The lost broker comes back under the same supervisor and catches up: full ISR again.
     supervisor.up([victim])
-    assert all(s.healthy for s in supervisor.status())
+    deadline = time.monotonic() + 60
+    while not all(s.healthy for s in supervisor.status()) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert {s.name: s.state for s in supervisor.status()} == dict.fromkeys(map(broker_name, (1, 2, 3)), "healthy")
