@@ -198,6 +198,31 @@ def silver_args(lake: Lake, dates: Sequence[str], bounds: Bounds) -> list[str]:
     return args
 
 
+def _newest_mtime(folders: Iterable[Path]) -> float:
+    """The newest modification time of a file under the folders (0 when none holds a file)."""
+    return max((f.stat().st_mtime for folder in folders for f in folder.rglob("*") if f.is_file()), default=0.0)
+
+
+def silver_dates_to_build(lake: Lake, touched: Sequence[str]) -> list[str]:
+    """The dates whose silver the daily run rebuilds: those the ingest touched, and any bronze date whose
+    silver is missing or older than its bronze (a run that failed between ingest and silver: the offsets
+    were consumed, so its rerun touches nothing, yet its silver must still be built).
+
+    An ingest that brought nothing and a lake in step rebuild no silver at all (the nightly run with no
+    new events pays for gold only). A bronze date whose every record silver quarantines has no silver
+    partition, so it is rebuilt on each run (that date alone).
+    """
+    from lambdarec.batch.bronze import bronze_dates
+
+    stale = []
+    for day in bronze_dates(lake):
+        silver = lake.silver / f"event_date={day}"
+        bronze = [p for p in lake.bronze.glob(f"ingest=*/event_date={day}") if p.is_dir()]
+        if not silver.is_dir() or _newest_mtime(bronze) > _newest_mtime([silver]):
+            stale.append(day)
+    return sorted(set(touched) | set(stale))
+
+
 def gold_args(lake: Lake, dates: Sequence[str]) -> list[str]:
     """``build_gold``'s arguments: these snapshot dates, in one Spark pass."""
     args = ["--lake", str(lake.root)]
@@ -331,8 +356,12 @@ def submit_daily_batch(
     summary.stages_s["bronze"] = runs[-1].wall_s
     summary.bronze = bronze
     touched = sorted(bronze.get("by_date", {}))
-    summary.silver = submit("build_silver", silver_args(lake, touched, bounds))
-    summary.stages_s["silver"] = runs[-1].wall_s
+    todo = silver_dates_to_build(lake, touched)
+    if todo:
+        summary.silver = submit("build_silver", silver_args(lake, todo, bounds))
+        summary.stages_s["silver"] = runs[-1].wall_s
+    else:
+        summary.stages_s["silver"] = 0.0  # nothing new in Kafka and silver in step with bronze
     available = silver_dates(lake)
     gold_dates = select_gold_dates(available, [day])
     gold_dates = sorted(set(gold_dates) | set(dates_without_gold(lake, available, gold_dates[-1])))

@@ -491,19 +491,20 @@ def _silver_rows(settings: Settings, day: str) -> int:
 
 
 def latest_complete_day(dates: list[str], rows: list[int], *, share: float = 0.25, window: int = 7) -> str:
-    """The latest date, unless it is a trailing partial day: fewer rows than ``share`` of the median of
-    the ``window`` dates before it (a replayed dataset that ends mid-day, sessions spilling past its
-    last midnight); then the date before it.
+    """The latest date that is not a trailing partial day: one with fewer rows than ``share`` of the
+    median of the ``window`` dates before it (a replayed dataset that ends mid-day, sessions spilling
+    past its last midnight; a few live events of today after a replay of last year) — stepping back
+    over each such day.
 
     A partial day is not a shift in the shop: judged against full days, its prices and categories
     look drifted and its GX bounds fail, which says nothing about the data the models learned from.
     """
     import statistics
 
-    if len(dates) < 2:
-        return dates[-1]
-    before = rows[-1 - window : -1]
-    return dates[-2] if rows[-1] < share * statistics.median(before) else dates[-1]
+    last = len(dates) - 1
+    while last > 0 and rows[last] < share * statistics.median(rows[max(0, last - window) : last]):
+        last -= 1
+    return dates[last]
 
 
 def docs_index(settings: Settings | None = None) -> Path:

@@ -226,3 +226,30 @@ def test_the_settings_event_bounds_reach_the_silver_job(tmp_path: Path, monkeypa
         "dates": ["2026-03-04"],
         "stopped": True,
     }
+
+
+def test_silver_is_rebuilt_for_touched_missing_or_stale_dates_only(tmp_path: Path) -> None:
+    import os
+
+    from lambdarec.batch.submit import silver_dates_to_build
+
+    lake = Lake(tmp_path / "lake")
+
+    def part(folder: Path, mtime: float) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "part-0.parquet").write_bytes(b"x")
+        os.utime(folder / "part-0.parquet", (mtime, mtime))
+
+    for day, bronze_at, silver_at in (
+        ("2026-03-01", 100.0, 200.0),  # in step
+        ("2026-03-02", 300.0, 200.0),  # bronze newer: a run failed between ingest and silver
+        ("2026-03-03", 100.0, None),  # never cleaned
+    ):
+        part(lake.bronze / "ingest=from-a" / f"event_date={day}", bronze_at)
+        if silver_at is not None:
+            part(lake.silver / f"event_date={day}", silver_at)
+    assert silver_dates_to_build(lake, []) == ["2026-03-02", "2026-03-03"]
+    assert silver_dates_to_build(lake, ["2026-03-01"]) == ["2026-03-01", "2026-03-02", "2026-03-03"]
+    part(lake.silver / "event_date=2026-03-02", 400.0)
+    part(lake.silver / "event_date=2026-03-03", 400.0)
+    assert silver_dates_to_build(lake, []) == []  # nothing new: no silver job at all

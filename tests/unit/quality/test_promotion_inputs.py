@@ -106,3 +106,5 @@ def test_a_trailing_partial_day_is_not_the_day_the_demo_gates() -> None:
     assert steps.latest_complete_day(dates, [250, 270, 424, 203, 223, 196, 210, 20]) == "2024-01-30"
     assert steps.latest_complete_day(dates, [250, 270, 424, 203, 223, 196, 210, 150]) == "2024-01-31"
     assert steps.latest_complete_day(dates[-1:], [5]) == "2024-01-31"
+    # Two trailing partial days (a replay's last half-day, then a few live events of today): both skipped.
+    assert steps.latest_complete_day(dates, [250, 270, 424, 203, 223, 196, 10, 24]) == "2024-01-29"
