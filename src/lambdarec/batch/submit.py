@@ -313,13 +313,17 @@ def submit_daily_batch(
 
     Raises:
         SparkJobError: A job failed (its stderr's tail in the message).
+        RuntimeServiceError: ``spark_master`` is a ``spark://`` URL where no master answers.
     """
     from lambdarec.batch.pipeline import BatchSummary, dates_without_gold, select_gold_dates
     from lambdarec.batch.silver import silver_dates
     from lambdarec.batch.spark import kafka_jars
     from lambdarec.events.admin import kafka_bootstrap
     from lambdarec.featurestore.store import apply
+    from lambdarec.runtime.spark_cluster import check_spark_master
 
+    # A dead standalone master fails here in seconds, naming the setting (spark-submit would retry a minute).
+    check_spark_master(settings.spark_master)
     bounds = settings.event_bounds()
     # Absolute paths: the drivers run in another folder (and, on a cluster, another machine).
     state = settings.state_dir.resolve()

@@ -253,3 +253,13 @@ def test_silver_is_rebuilt_for_touched_missing_or_stale_dates_only(tmp_path: Pat
     part(lake.silver / "event_date=2026-03-02", 400.0)
     part(lake.silver / "event_date=2026-03-03", 400.0)
     assert silver_dates_to_build(lake, []) == []  # nothing new: no silver job at all
+
+
+def test_a_dead_standalone_master_fails_before_anything_is_submitted(tmp_path: Path) -> None:
+    from lambdarec.batch.submit import submit_daily_batch
+    from lambdarec.runtime.errors import RuntimeServiceError
+
+    settings = Settings(state_dir=tmp_path / "state", spark_master="spark://127.0.0.1:1")
+    with pytest.raises(RuntimeServiceError, match="spark_master"):
+        submit_daily_batch(settings, "2026-03-04")
+    assert not (tmp_path / "state" / "spark").exists()
