@@ -169,7 +169,6 @@ def drift_report(
     """
     from lambdarec.batch.lake import parse_date
     from lambdarec.quality.drift import compare
-    from lambdarec.quality.validation import gx_root
 
     chosen = _settings(settings)
     current_day = parse_date(day)
@@ -186,10 +185,7 @@ def drift_report(
     out = {"day": day, "reference_rows": len(reference), "current_rows": len(current), **report.to_dict()}
     out["summary"] = report.summary()
     if write:
-        path = gx_root(chosen.state_dir) / "drift" / f"{day}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=2, default=str) + "\n")
-        out["path"] = str(path)
+        out["path"] = str(_write_drift_report(chosen, day, out))
     return out
 
 
@@ -213,7 +209,6 @@ def served_drift_report(day: str, settings: Settings | None = None, *, write: bo
     from lambdarec import names
     from lambdarec.events.admin import kafka_bootstrap
     from lambdarec.quality.served import REFERENCE_FILE, compare_served, served_features
-    from lambdarec.quality.validation import gx_root
     from lambdarec.runtime.errors import ServiceNotRunningError
     from lambdarec.serving.feature_log import MODEL_FIELD, read_served_features
     from lambdarec.tracking.mlflow_log import alias_version, download_bundle
@@ -252,11 +247,18 @@ def served_drift_report(day: str, settings: Settings | None = None, *, write: bo
     out.update(measured=True, **report.to_dict())
     out["summary"] = f"served inputs of v{version} vs its training: {report.summary()}"
     if write:
-        target = gx_root(chosen.state_dir) / "drift" / f"served-{day}.json"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(out, indent=2, default=str) + "\n")
-        out["path"] = str(target)
+        out["path"] = str(_write_drift_report(chosen, f"served-{day}", out))
     return out
+
+
+def _write_drift_report(settings: Settings, name: str, report: dict[str, Any]) -> Path:
+    """Write a drift report to ``<state>/quality/drift/<name>.json`` (overwritten on a rerun)."""
+    from lambdarec.quality.validation import gx_root
+
+    path = gx_root(settings.state_dir) / "drift" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return path
 
 
 def alert_on_drift(report: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
