@@ -222,6 +222,14 @@ class Settings(BaseSettings):
             "feature_store.yaml uses Redis; None means the embedded server (`lambdarec services up redis`)."
         ),
     )
+    online_store: Literal["environment", "redis"] = Field(
+        default="environment",
+        description=(
+            "The Feast online store: `environment` keeps the one its feature_store.yaml names (SQLite for "
+            "local, Redis for staging/prod); `redis` puts Redis there whatever the yaml says (redis_url, else "
+            "the embedded server, which `services up` then starts). The cluster profile sets `redis`."
+        ),
+    )
     kafka: KafkaSettings = KafkaSettings()
     stream: StreamSettings = StreamSettings()
     spark_cluster: SparkClusterSettings = SparkClusterSettings()

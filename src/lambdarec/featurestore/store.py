@@ -86,12 +86,14 @@ def load_config_dict(settings: Settings, path: Path | None = None) -> dict[str, 
     """The environment's ``feature_store.yaml`` with its placeholders filled in.
 
     ``${LAMBDAREC_REDIS_URL}`` falls back to the embedded Redis (``lambdarec services up redis``)
-    when neither the setting nor the variable names a server.
+    when neither the setting nor the variable names a server. With ``settings.online_store ==
+    "redis"`` (the cluster profile) the online store is Redis whatever the yaml names
+    (:func:`redis_online_store`).
 
     Raises:
         FileNotFoundError: No ``feature_store.yaml`` for the environment.
         ValueError: A placeholder has no value (e.g. ``LAMBDAREC_REDIS_URL`` unset for prod and no
-            embedded Redis running).
+            embedded Redis running), or Redis is asked for and neither set nor running.
     """
     if path is None:
         root = find_project_root()
@@ -111,7 +113,33 @@ def load_config_dict(settings: Settings, path: Path | None = None) -> dict[str, 
     if missing:
         raise ValueError(f"{path}: set {', '.join(missing)} in the environment")
     data: dict[str, Any] = yaml.safe_load(_PLACEHOLDER.sub(lambda m: values[m.group(1)], text))
+    if settings.online_store == "redis":
+        data["online_store"] = redis_online_store(settings, data.get("online_store"), path)
     return data
+
+
+def redis_online_store(settings: Settings, configured: dict[str, Any] | None, path: Path) -> dict[str, Any]:
+    """The ``online_store`` block of a store whose settings say ``online_store = "redis"``.
+
+    A yaml that already names Redis (staging, prod) keeps its block (its TTL, its connection string);
+    any other store (local's SQLite) is replaced by Redis at :func:`redis_connection_string`.
+
+    Raises:
+        ValueError: No ``redis_url`` is set and no embedded Redis runs (the message names both fixes).
+    """
+    if configured is not None and configured.get("type") == "redis":
+        return configured
+    from lambdarec.runtime.errors import ServiceNotRunningError
+
+    try:
+        connection = redis_connection_string(settings)
+    except ServiceNotRunningError as err:
+        raise ValueError(f"online_store is 'redis' (over {path}'s {_store_type(configured)!r}): {err}") from err
+    return {"type": "redis", "connection_string": connection}
+
+
+def _store_type(block: dict[str, Any] | None) -> str:
+    return str((block or {}).get("type", "sqlite"))
 
 
 def open_store(settings: Settings, config_path: Path | None = None) -> FeatureStore:

@@ -1,10 +1,11 @@
 """The embedded Redis: the Debian ``redis-server`` as the online store of a Redis environment run locally.
 
 The local environment's Feast online store is SQLite (a file); staging and prod use Redis
-(``environments/*/feature_store.yaml``). ``lambdarec services up redis`` runs a real
-``redis-server`` under the supervisor so that a Redis environment, and the recommender's
-"online store down" fallback, can be run and tested on one machine. It is not started by a
-bare ``services up`` (the local environment does not read it); ``services down`` and
+(``environments/*/feature_store.yaml``), and so does any environment with ``online_store = "redis"``
+(the cluster profile). ``lambdarec services up redis`` runs a real ``redis-server`` under the
+supervisor so that a Redis environment, and the recommender's "online store down" fallback, can be
+run and tested on one machine. A bare ``services up`` starts it only when ``online_store`` is
+``redis`` (otherwise nothing of the local environment reads it); ``services down`` and
 ``services status`` include it while it runs.
 
 The server always binds loopback: it has no password here, so ``listen_host`` does not open it.
@@ -21,6 +22,7 @@ from pathlib import Path
 from lambdarec.names import REDIS_SERVICE
 from lambdarec.runtime.service import ManagedService
 from lambdarec.runtime.topology import REDIS
+from lambdarec.settings import Settings
 
 INSTALL_HINT = (
     "install it: `apt-get install -y redis-server` (Debian/Ubuntu), `brew install redis` (macOS), "
@@ -36,6 +38,12 @@ class RedisService(ManagedService):
     startup_timeout_s = 60.0  # replaying a large append-only file on restart
     stop_timeout_s = 20.0
     started_by_default = False
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        # A bare `services up` starts it when these settings make Redis the online store (the cluster
+        # profile): every store opened with them would otherwise fail for want of a server.
+        self.started_by_default = settings.online_store == "redis"
 
     def configured_ports(self) -> Mapping[str, int]:
         """The port pinned in settings (0 = pick a free one, kept across restarts)."""
