@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LAMBDAREC := $(VENV)/bin/lambdarec
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-unit bench bench-report bento lint format clean
+.PHONY: help setup demo test test-unit bench bench-report bench-peers bento lint format clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -33,6 +33,14 @@ bench: setup  ## Every benchmark (hours), then the report: bench/results/REPORT.
 
 bench-report: setup  ## Rewrite bench/results/REPORT.md (+ report.json, plots/) from the results there, measuring nothing
 	$(PY) bench/report.py
+
+PEER_VENV := bench/peers/.venv
+PEERS_ARGS ?=
+
+bench-peers: setup  ## RecBole's SASRec + GRU4Rec in their own env (bench/peers/requirements.txt) on the models' split: results/peers.json
+	@test -x $(PEER_VENV)/bin/python || .cache/tools/bin/uv venv -q --python $(PY) $(PEER_VENV)
+	.cache/tools/bin/uv pip sync -q --python $(PEER_VENV)/bin/python bench/peers/requirements.txt
+	$(PY) bench/bench_peers.py $(PEERS_ARGS)
 
 bento: setup  ## Package the recommender as a bento (bentoml build; the lambdarec wheel rides along)
 	.cache/tools/bin/uv build --wheel -q -o bentos/recommender/wheels
