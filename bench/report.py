@@ -955,6 +955,230 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
     return section, scale
 
 
+QUALITY_SETS = ("uci", "rees46", "synthetic")
+QUALITY_METRICS = ("recall@20", "recall@100", "ndcg@10", "mrr@20")
+QUALITY_HEADER = [
+    "method",
+    "R@20",
+    "R@100",
+    "NDCG@10",
+    "MRR@20",
+    "training wall s (epochs)",
+    "1-min load while it trained",
+    "source",
+]
+PEER_COMMAND = "make bench-peers  # or: .venv/bin/python bench/bench_peers.py --datasets {dataset}"
+
+
+@dataclass
+class QualityTable:
+    """One dataset's quality table: our towers, the baselines and the peers, on one split."""
+
+    dataset: str
+    conditions: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+
+def _metric_cells(metrics: dict[str, Any]) -> list[str]:
+    return [fmt(metrics.get(m), 4) for m in QUALITY_METRICS]
+
+
+def _tower_rows(result: dict[str, Any], label: str, source: str) -> list[list[str]]:
+    """The two-tower alone and the two-stage rows of one bench_models run, with their training loops."""
+    rows = {r["method"]: r for r in result.get("rows", [])}
+    timings = result.get("timings") or {}
+    tower, ranker = timings.get("two_tower") or {}, timings.get("deepfm") or {}
+    load = load_text(tower) or NOT_RECORDED
+    out = []
+    alone = rows.get("two-tower (retrieval only)")
+    if alone:
+        time = f"{fmt(tower.get('loop_wall_s'))} ({fmt(tower.get('epochs'))})"
+        out.append([f"two-tower alone, {label}", *_metric_cells(alone), time, load, source])
+    both = rows.get("two-stage (two-tower + DeepFM)")
+    if both:
+        seconds = [v for v in (tower.get("loop_wall_s"), ranker.get("loop_wall_s")) if isinstance(v, int | float)]
+        time = (
+            f"{fmt(sum(seconds))} ({fmt(tower.get('epochs'))} + {fmt(ranker.get('epochs'))}; two-tower + DeepFM)"
+            if seconds
+            else "–"
+        )
+        out.append([f"two-stage, {label} + DeepFM", *_metric_cells(both), time, load, source])
+    return out
+
+
+def quality_tables(docs: dict[str, tuple[Path, dict[str, Any]]]) -> list[QualityTable]:
+    """Per dataset, side by side on the same split: the baselines, the mean and the sequence-aware query
+    towers (alone and in the two-stage pipeline; models.json) and RecBole's peers (peers.json).
+
+    Every figure is read from those files; a peer that failed or was not run says so in its row.
+    """
+    models = docs.get("models.json", (None, {}))[1]
+    peers = docs.get("peers.json", (None, {}))[1]
+    after = (models.get("after") or {}).get("datasets") or {}
+    sequence = models.get("sequence") or {}
+    peer_sets = peers.get("datasets") or {}
+    tables = []
+    for name in QUALITY_SETS:
+        mean, seq, peer = after.get(name) or {}, (sequence.get("datasets") or {}).get(name) or {}, peer_sets.get(name)
+        peer = peer or {}
+        if not (mean.get("rows") or seq.get("rows") or peer):
+            continue
+        rows: list[list[str]] = []
+        baselines = {r["method"]: r for r in (mean or seq).get("rows", [])}
+        base_load = load_text(((mean or seq).get("timings") or {}).get("total")) or NOT_RECORDED
+        when_after = str((models.get("after") or {}).get("measured_at") or NOT_RECORDED)
+        for method in ("most-popular", "item-kNN", "session-kNN"):
+            r = baselines.get(method)
+            if r:
+                time = f"{fmt(r.get('seconds'))} (fit + scoring, no epochs)"
+                rows.append([method, *_metric_cells(r), time, base_load, "models.json (after)"])
+        if mean.get("rows"):
+            rows += _tower_rows(mean, "mean query tower", f"models.json (after, {when_after})")
+        if seq.get("rows"):
+            encoder = str(seq.get("two_tower_encoder") or (seq.get("config") or {}).get("sequence_encoder_asked"))
+            when = str(sequence.get("measured_at") or NOT_RECORDED)
+            rows += _tower_rows(seq, f"{encoder} query tower", f"models.json (sequence, {when})")
+        for model, run in (peer.get("models") or {}).items():
+            label = f"{model} (RecBole {run.get('recbole_version', '?')}, peer)"
+            status = str(run.get("status", NOT_RECORDED))
+            if run.get("metrics"):
+                time = f"{fmt(run.get('train_s'))} ({fmt(run.get('epochs_run'))}, best {fmt(run.get('best_epoch'))})"
+                if status != "ok":
+                    time += f"; {status}"
+                rows.append([label, *_metric_cells(run["metrics"]), time, load_text(run) or NOT_RECORDED, "peers.json"])
+            else:
+                why = str(run.get("reason") or run.get("error") or status)
+                rows.append([label, *["–"] * 4, f"{status}: {why}", "–", "peers.json"])
+        split = mean.get("split") or seq.get("split") or {}
+        conditions = [
+            f"{fmt(split.get('events'))} events; {fmt(split.get('train_examples'))} training examples (the latest "
+            f"200,000 at most); {fmt(split.get('test_examples_evaluated'))} test targets evaluated (a seeded sample), "
+            f"{fmt(100 * (split.get('test_unseen_target_share') or 0), 1)}% of them unseen in training (a miss for "
+            "every method)."
+        ]
+        notes = []
+        if peer:
+            check = peer.get("split_check") or {}
+            export = peer.get("export") or {}
+            same = check.get("same_metrics") and check.get("same_split_stats")
+            knn = (check.get("item_knn_here") or {}).get("recall@100")
+            conditions.append(
+                "Peers: the same split rebuilt from bench_models.py's lake ("
+                + (
+                    f"checked: item-kNN on it gives models.json's figures, recall@100 {fmt(knn, 4)}, and the same "
+                    "split counts"
+                    if same
+                    else "**not** the same split as models.json: item-kNN or the split counts differ"
+                )
+                + f"); trained on {fmt(export.get('train_examples'))} of the training examples, the latest "
+                f"{fmt(export.get('valid_examples'))} held out for early stopping; scored with the project's "
+                f"metric functions; measured {peers.get('measured_at', NOT_RECORDED)}."
+            )
+            notes += _peer_notes(mean, seq, peer)
+        else:
+            notes.append(f"Peers: **missing** (no peers.json entry). Measure: `{PEER_COMMAND.format(dataset=name)}`.")
+        tables.append(QualityTable(name, conditions, rows, notes))
+    return tables
+
+
+def _peer_notes(mean: dict[str, Any], seq: dict[str, Any], peer: dict[str, Any]) -> list[str]:
+    """The best peer beside our best two-tower alone (recall@100) and two-stage (recall@20, ndcg@10)."""
+    runs = {m: r for m, r in (peer.get("models") or {}).items() if r.get("metrics")}
+    if not runs:
+        return []
+    ours: dict[str, dict[str, float]] = {}
+    for label, result in (("mean", mean), (str(seq.get("two_tower_encoder") or "sequence"), seq)):
+        for r in result.get("rows", []):
+            if r["method"] in ("two-tower (retrieval only)", "two-stage (two-tower + DeepFM)", "item-kNN"):
+                ours.setdefault(r["method"], {})[label] = r
+    notes = []
+    for metric, method in (
+        ("recall@100", "two-tower (retrieval only)"),
+        ("recall@20", "two-stage (two-tower + DeepFM)"),
+        ("ndcg@10", "two-stage (two-tower + DeepFM)"),
+    ):
+        best_peer = max(runs, key=lambda m: runs[m]["metrics"][metric])
+        candidates = ours.get(method) or {}
+        if not candidates:
+            continue
+        best_ours = max(candidates, key=lambda k: candidates[k][metric])
+        p, o = runs[best_peer]["metrics"][metric], candidates[best_ours][metric]
+        knn = next(iter((ours.get("item-kNN") or {}).values()), {}).get(metric)
+        notes.append(
+            f"{metric}: best peer {best_peer} {fmt(p, 4)} vs our {method.split(' (')[0]} ({best_ours} tower) "
+            f"{fmt(o, 4)} ({'+' if o - p >= 0 else ''}{fmt(o - p, 4)} for ours); item-kNN {fmt(knn, 4)}."
+        )
+    return notes
+
+
+def peers_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> Section:
+    """RecBole's peers (peers.json): one figure per dataset and model, no goal of their own (the quality
+    table sets them beside ours); a run that failed or was not run is missing, with its command."""
+    section = Section("Peers (RecBole)")
+    entry = docs.get("peers.json")
+    if entry is None:
+        section.figures.append(
+            Figure(
+                section.area,
+                "RecBole SASRec and GRU4Rec on the models' split",
+                None,
+                "",
+                MISSING,
+                "peers.json",
+                meaning="not measured yet",
+                command=PEER_COMMAND.format(dataset="uci rees46 synthetic"),
+            )
+        )
+        return section
+    path, doc = entry
+    when = measured_at(doc, path)
+    for dataset, block in (doc.get("datasets") or {}).items():
+        export = block.get("export") or {}
+        for model, run in (block.get("models") or {}).items():
+            name = f"{model} (RecBole {run.get('recbole_version', '?')}), {dataset}"
+            command = f"{PY} bench/bench_peers.py --datasets {dataset} --models {model}"
+            metrics = run.get("metrics")
+            if not metrics:
+                section.figures.append(
+                    Figure(
+                        section.area,
+                        name,
+                        None,
+                        "",
+                        MISSING,
+                        "peers.json",
+                        meaning=f"{run.get('status', NOT_RECORDED)}: {run.get('reason') or run.get('error') or ''}",
+                        command=command,
+                        measured_at=when,
+                    )
+                )
+                continue
+            config = run.get("config") or {}
+            section.figures.append(
+                Figure(
+                    section.area,
+                    name,
+                    metrics.get("recall@20"),
+                    "",
+                    NO_GOAL,
+                    "peers.json",
+                    shown=" / ".join(f"{m} {fmt(metrics.get(m), 4)}" for m in QUALITY_METRICS),
+                    meaning=f"trained {fmt(run.get('train_s'))} s wall, {fmt(run.get('cpu_s'))} CPU-s in the peer "
+                    f"process, {fmt(run.get('epochs_run'))} epochs (best {fmt(run.get('best_epoch'))}, "
+                    f"{run.get('stopped')}) on {fmt(export.get('train_examples'))} training examples, batch "
+                    f"{config.get('train_batch_size')}, {fmt(config.get('time_budget_s'))} s budget, torch threads "
+                    f"{run.get('torch_threads')}; {fmt(export.get('test_cases'))} test cases, "
+                    f"{fmt(run.get('test_cases_without_known_prefix_item'))} of them with no prefix item the peer "
+                    f"knows (ranked by popularity); status {run.get('status')}",
+                    command=command,
+                    measured_at=when,
+                    load_1m=load_text(run) or NOT_RECORDED,
+                )
+            )
+    return section
+
+
 def _serving_runs_key(run: dict[str, Any]) -> tuple[str, int, bool]:
     return (str(run.get("protocol")), int(run.get("target_rps", 0)), bool(run.get("batching", True)))
 
@@ -1414,6 +1638,7 @@ def render(
     docs: dict[str, tuple[Path, dict[str, Any]]],
     unreadable: dict[str, str],
     known: set[str],
+    quality: list[QualityTable] | None = None,
 ) -> str:
     """The Markdown report."""
     figures = [f for s in sections for f in s.figures]
@@ -1468,6 +1693,23 @@ def render(
             f"| {f.area} | {md_escape(f.name)} | {md_escape(f.display())} | {md_escape(goal)} | {status} | "
             f"{md_escape(f.load_1m)} | {md_escape(f.measured_at)} | {f.source} |"
         )
+    if quality:
+        lines += [
+            "",
+            "## Quality side by side: our towers, the baselines and a peer library (issue 17)",
+            "",
+            "Per dataset, one temporal split (the latest 20% of events are the future), one test set, the project's "
+            "metric functions; from models.json (ours and the baselines) and peers.json (RecBole). Training time is "
+            "the training loop's wall seconds (epochs run) on the shared 2-core machine, with the 1-minute load "
+            "while it trained: compare times only at like loads.",
+        ]
+        for table in quality:
+            lines += ["", f"### {table.dataset}", "", *table.conditions, ""]
+            lines.append("| " + " | ".join(QUALITY_HEADER) + " |")
+            lines.append("|---|" + "---:|" * 4 + "---|---|---|")
+            lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in table.rows]
+            if table.notes:
+                lines += ["", *[f"- {note}" for note in table.notes]]
     lines += ["", "## What each figure means, and the command that reproduces it", ""]
     for section in sections:
         lines += [f"### {section.area}", ""]
@@ -1536,6 +1778,7 @@ def summarised(name: str, doc: dict[str, Any]) -> bool:
         "generator.json",
         "drift.json",
         "dags.json",
+        "peers.json",
     }
     return (
         name in fixed
@@ -1559,10 +1802,12 @@ def build(results: Path, out: Path) -> dict[str, Any]:
     retrieval, retrieval_scale = retrieval_section(docs)
     feast = feast_section(docs)
     serving, serving_scale_ = serving_section(docs)
+    quality = quality_tables(docs)
     sections = [
         stream,
         batch,
         models,
+        peers_section(docs),
         retrieval,
         feast,
         serving,
@@ -1581,7 +1826,7 @@ def build(results: Path, out: Path) -> dict[str, Any]:
             (plots_dir / stale).unlink(missing_ok=True)
     known = {n for n, (_, d) in docs.items() if summarised(n, d)}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "REPORT.md").write_text(render(sections, scales, docs, unreadable, known))
+    (out / "REPORT.md").write_text(render(sections, scales, docs, unreadable, known, quality))
     figures = [asdict(f) for s in sections for f in s.figures]
     report = {
         "generated_by": "bench/report.py",
@@ -1600,6 +1845,7 @@ def build(results: Path, out: Path) -> dict[str, Any]:
             {"title": s.title, "header": s.header, "rows": s.rows, "notes": s.notes, "plot": s.plot} for s in scales
         ],
         "plots": sorted(f"plots/{p}" for p in drawn),
+        "quality": [asdict(t) for t in quality],
     }
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report
