@@ -9,8 +9,11 @@ that resolution once and, per request:
 1. serializes the entity keys with Feast's own ``serialize_entity_key`` (cached per key),
 2. reads each feature view's rows from the online store: on SQLite straight from the table
    Feast wrote (Feast's table name, one read-only connection, without the per-row timestamp
-   conversion of ``SqliteOnlineStore.online_read`` that the response never uses); on any
-   other store through the store's own ``OnlineStore.online_read``,
+   conversion of ``SqliteOnlineStore.online_read`` that the response never uses); on Redis
+   (redis-py client) with one pipelined ``HMGET`` per entity of the hash Feast wrote (Feast's
+   key and field names, the same client and timeouts), every view of one entity in one command
+   because Feast keeps them in one hash; on any other store through the store's own
+   ``OnlineStore.online_read``,
 3. applies the service's on-demand views as registered (the same UDF Feast runs), and
 4. converts the values to Python the way ``OnlineResponse.to_dict`` does.
 
@@ -177,6 +180,8 @@ class _ViewRead:
     types: dict[str, ValueType]
     keys: dict[tuple[Any, ...], bytes]
     """Serialized entity key of each join-key tuple seen (Feast's serialization)."""
+    hash_fields: tuple[bytes, ...] = ()
+    """Redis: the hash fields of ``features`` in Feast's layout (murmur3 of ``view:feature``)."""
 
 
 class OnlineFeatureReader:
@@ -280,6 +285,16 @@ class OnlineFeatureReader:
         online_store = store._get_provider().online_store  # noqa: SLF001 - Feast's own store object
         self._online_store = online_store
         self._direct_sqlite = isinstance(online_store, SqliteOnlineStore) and not self._use_store_read
+        self._redis = _redis_of(store)
+        self._direct_redis = not self._use_store_read and _plain_redis(store)
+        if self._direct_redis:
+            from feast.infra.online_stores.helpers import _mmh3, compute_versioned_name
+
+            versioning = bool(getattr(store.config.registry, "enable_online_feature_view_versioning", False))
+            for entry in views.values():
+                view_name = compute_versioned_name(entry.view, versioning)
+                entry.hash_fields = tuple(_mmh3(f"{view_name}:{f}") for f in entry.features)
+            self._project_bytes = project.encode("utf-8")
         if self._direct_sqlite:
             from feast.infra.online_stores.helpers import compute_table_id
 
@@ -325,8 +340,9 @@ class OnlineFeatureReader:
                 keys[column] = normalize(values, ValueType.UNKNOWN)
         result: dict[str, list[Any]] = {k: v for k, v in keys.items() if k in self._join_keys}
         columns: dict[str, list[Any]] = dict(keys)
-        for entry in self._views.values():
-            columns.update(self._read_view(entry, keys, n_rows))
+        fetched = self._fetch_redis(keys, n_rows) if self._direct_redis else {}
+        for name, entry in self._views.items():
+            columns.update(self._read_view(entry, keys, n_rows, fetched.get(name)))
         for odfv, names in self._odfvs:
             columns.update(self._transform(odfv, names, columns, n_rows))
         for feature in self._returned_features:
@@ -334,15 +350,27 @@ class OnlineFeatureReader:
         return result
 
     # ------------------------------------------------------------------------------------------
-    def _read_view(self, entry: _ViewRead, keys: Mapping[str, list[Any]], n_rows: int) -> dict[str, list[Any]]:
-        """The view's features for every row: each distinct entity read once, fanned out."""
-        key_columns = [keys[k] for k in entry.join_keys]
-        rows = list(zip(*key_columns, strict=True)) if key_columns else [()] * n_rows
-        unique: dict[tuple[Any, ...], int] = {}
-        for key in rows:
-            if key not in unique:
-                unique[key] = len(unique)
-        values = self._fetch(entry, list(unique))
+    def _read_view(
+        self,
+        entry: _ViewRead,
+        keys: Mapping[str, list[Any]],
+        n_rows: int,
+        fetched: tuple[dict[tuple[Any, ...], int], list[list[Any] | None]] | None = None,
+    ) -> dict[str, list[Any]]:
+        """The view's features for every row: each distinct entity read once, fanned out.
+
+        ``fetched`` holds the view's values when they were already read with other views
+        (Redis: one hash per entity); else they are read here.
+        """
+        rows = _entity_rows(entry, keys, n_rows)
+        if fetched is None:
+            unique: dict[tuple[Any, ...], int] = {}
+            for key in rows:
+                if key not in unique:
+                    unique[key] = len(unique)
+            values = self._fetch(entry, list(unique))
+        else:
+            unique, values = fetched
         missing = [None] * len(entry.features)
         found = [v if v is not None else missing for v in values]
         per_row = [found[unique[key]] for key in rows]
@@ -429,6 +457,77 @@ class OnlineFeatureReader:
             found[position[key]][f_index] = value  # type: ignore[index]
         return found
 
+    def _fetch_redis(
+        self, keys: Mapping[str, list[Any]], n_rows: int
+    ) -> dict[str, tuple[dict[tuple[Any, ...], int], list[list[Any] | None]]]:
+        """Every view's values from Redis: one pipelined ``HMGET`` per distinct entity.
+
+        Feast writes all views of one entity into one hash (key: the serialized entity key +
+        the project), so the views of the same join keys are read with one command per entity,
+        each field named as Feast names it. A field Feast never wrote reads as None, as Feast's
+        own ``online_read`` returns it (an empty value).
+
+        Returns:
+            View name → (distinct join-key tuple → position, the values at each position).
+        """
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for name, entry in self._views.items():
+            groups.setdefault(entry.join_keys, []).append(name)
+        plans: list[tuple[list[str], list[tuple[Any, ...]], list[bytes]]] = []
+        commands: list[tuple[bytes, list[bytes]]] = []
+        for view_names in groups.values():
+            first = self._views[view_names[0]]
+            unique: dict[tuple[Any, ...], int] = {}
+            for key in _entity_rows(first, keys, n_rows):
+                if key not in unique:
+                    unique[key] = len(unique)
+            fields = [f for name in view_names for f in self._views[name].hash_fields]
+            plans.append((view_names, list(unique), fields))
+            commands += [(self._serialize(first, key) + self._project_bytes, fields) for key in unique]
+        if not commands:
+            return {}
+        assert self._redis is not None  # _direct_redis is only set when the store is Redis
+        online, config = self._redis
+        client = online._get_client(config)  # noqa: SLF001 - Feast's client: its pool, timeouts and retries
+        with client.pipeline(transaction=False) as pipe:
+            for redis_key, fields in commands:
+                pipe.hmget(redis_key, fields)
+            replies = pipe.execute()
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        parse = Value.FromString
+        slow = _slow_types()
+        memo = self._memo
+        if len(memo) > _MEMO_SIZE:
+            memo.clear()
+        out: dict[str, tuple[dict[tuple[Any, ...], int], list[list[Any] | None]]] = {}
+        start = 0
+        for view_names, unique_keys, _ in plans:
+            group = replies[start : start + len(unique_keys)]
+            start += len(unique_keys)
+            offset = 0
+            for name in view_names:
+                entry = self._views[name]
+                types = [entry.types.get(f) for f in entry.features]
+                width = len(entry.features)
+                found: list[list[Any] | None] = []
+                for reply in group:
+                    row: list[Any] = []
+                    for blob, value_type in zip(reply[offset : offset + width], types, strict=True):
+                        if not blob:
+                            row.append(None)
+                        elif value_type in slow:
+                            row.append(value_to_python(parse(blob), value_type))
+                        else:
+                            value = memo.get(blob, memo)
+                            if value is memo:
+                                value = memo[blob] = _fast_value(parse(blob), value_type)
+                            row.append(value)
+                    found.append(row)
+                offset += width
+                out[name] = ({key: i for i, key in enumerate(unique_keys)}, found)
+        return out
+
     def _connection(self) -> sqlite3.Connection:
         if self._sqlite is None:
             if not self._db_path.exists():
@@ -476,6 +575,22 @@ class OnlineFeatureReader:
 
 def _copy(projection: Any) -> Any:
     return copy.copy(projection)
+
+
+def _entity_rows(entry: _ViewRead, keys: Mapping[str, list[Any]], n_rows: int) -> list[tuple[Any, ...]]:
+    """The view's join-key tuple of every row."""
+    key_columns = [keys[k] for k in entry.join_keys]
+    return list(zip(*key_columns, strict=True)) if key_columns else [()] * n_rows
+
+
+def _plain_redis(store: FeatureStore) -> bool:
+    """The online store is Redis read with redis-py (the direct read's case; GLIDE keeps Feast's read)."""
+    found = _redis_of(store)
+    if found is None:
+        return False
+    from feast.infra.online_stores.redis import RedisClient
+
+    return bool(found[1].client == RedisClient.redis)
 
 
 def _redis_of(store: FeatureStore) -> tuple[Any, Any] | None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
 
@@ -11,6 +10,7 @@ pytest.importorskip("feast")
 
 import pandas as pd  # noqa: E402
 
+from feast_gold import CASES, NOW_MS, SNAPSHOT, write_gold  # noqa: E402
 from lambdarec import names  # noqa: E402
 from lambdarec.featurestore.online import OnlineFeatureReader, normalize  # noqa: E402
 from lambdarec.featurestore.store import (  # noqa: E402
@@ -23,48 +23,6 @@ from lambdarec.featurestore.store import (  # noqa: E402
 )
 from lambdarec.settings import Settings, load_settings  # noqa: E402
 
-SNAPSHOT = datetime(2024, 3, 5, tzinfo=UTC)
-NOW_MS = int(SNAPSHOT.timestamp() * 1000) + 3_600_000
-
-
-def write_gold(lake: Path) -> None:
-    """Tiny gold tables with the awkward cases: nulls, no purchases, zero spend, empty lists."""
-    stamp = pd.Timestamp(SNAPSHOT)
-    last_ms = int(SNAPSHOT.timestamp() * 1000) - 60_000
-    users = pd.DataFrame(
-        {
-            "user_id": ["u1", "u2", "u3", "u4"],
-            "user_events_30d": [10, 3, 1, 7],
-            "user_views_30d": [8, 3, 1, 5],
-            "user_carts_30d": [1, 0, 0, 1],
-            "user_purchases_30d": [2, 0, 1, 1],
-            "user_spend_30d": [40.0, 0.0, 0.0, None],
-            "user_distinct_items_30d": [5, 2, 1, 3],
-            "user_visits_30d": [2, 1, 1, 2],
-            "user_last_event_ms": [last_ms, last_ms - 5, None, last_ms],
-            "user_days_since_last_event": [0.5, 1.5, None, 0.1],
-            "user_top_categories": [["c1", "c2"], [], None, ["c3"]],
-            "user_recent_items_30d": [["i1", "i2"], [], None, ["i3"]],
-            "event_timestamp": stamp,
-        }
-    )
-    items: dict[str, list[object]] = {"item_id": ["i1", "i2", "i3"]}
-    for days in (1, 7, 30):
-        for kind in ("views", "carts", "purchases", "popularity"):
-            items[f"item_{kind}_{days}d"] = [days, 0, days * 3]
-    items |= {
-        "item_cart_rate_30d": [0.25, None, 0.5],
-        "item_conversion_rate_30d": [0.1, 0.0, 0.05],
-        "item_price_mean_30d": [20.0, 0.0, None],
-        "item_category": ["c1", "c3", None],
-        "item_brand": ["b1", None, "b2"],
-        "event_timestamp": [stamp] * 3,
-    }
-    for table, frame in (("user_history", users), ("item_stats", pd.DataFrame(items))):
-        folder = lake / "gold" / table / f"date={(SNAPSHOT - timedelta(days=1)).date()}"
-        folder.mkdir(parents=True)
-        frame.to_parquet(folder / "part-0.parquet", index=False)
-
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
@@ -75,15 +33,6 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     views = [names.USER_HISTORY_FEATURE_VIEW, names.ITEM_STATS_FEATURE_VIEW]
     materialize(settings, SNAPSHOT - timedelta(days=3), SNAPSHOT + timedelta(seconds=1), views)
     return settings
-
-
-CASES = [
-    ("u1", ["i1", "i2", "i3"]),
-    ("u2", ["i2", "i1", "i2", "nope"]),  # duplicates and an unknown item
-    ("u3", ["i3", "i1", "i2"]),  # nulls, a zero ticket (inf) and 0/0
-    ("u4", ["i1", "i3"]),
-    ("ghost", ["i1", "ghost-item"]),  # unknown user
-]
 
 
 @pytest.mark.parametrize(("user", "items"), CASES)
