@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-test", type=int, default=5_000, help="test targets evaluated (as bench_models.py)")
     parser.add_argument("--epochs", type=int, default=50, help="epoch cap of each peer")
     parser.add_argument("--patience", type=int, default=10, help="epochs not better before stopping (RecBole's 10)")
-    parser.add_argument("--budget-s", type=float, default=300.0, help="no new peer epoch starts after this")
+    parser.add_argument("--budget-s", type=float, default=300.0, help="a peer stops training after this, mid-epoch too")
     parser.add_argument("--batch-size", type=int, default=256, help="RecBole's train batch (its default 2048)")
     parser.add_argument("--timeout-s", type=float, default=1800.0, help="kill a peer run after this")
     parser.add_argument("--out", type=Path, default=OUT)
