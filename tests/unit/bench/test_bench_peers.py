@@ -128,6 +128,7 @@ def test_the_quality_table_sets_the_peers_beside_our_towers_from_the_files(tmp_p
         "recbole_version": "1.2.1",
         "metrics": {"recall@20": 0.3456, "recall@100": 0.6123, "ndcg@10": 0.2, "mrr@20": 0.15},
         "train_s": 321.0,
+        "train_cpu_s": 150.0,
         "epochs_run": 7,
         "best_epoch": 5,
         "load_1m_mean": 4.25,
@@ -167,7 +168,7 @@ def test_the_quality_table_sets_the_peers_beside_our_towers_from_the_files(tmp_p
     ]
     sas = table["rows"][-2]
     assert sas[1:5] == ["0.3456", "0.6123", "0.2000", "0.1500"]
-    assert sas[5] == "321 (7, best 5)" and "mean 4.2" in sas[6]
+    assert (sas[5], sas[6]) == ("321 (7, best 5)", "150") and "mean 4.2" in sas[7]
     assert table["rows"][-1][5].startswith("failed: exit code 1")
     assert "recall@100: best peer SASRec 0.6123 vs our two-tower (attention tower) 0.4200" in text
     assert "checked: item-kNN on it gives models.json's figures" in text
