@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
@@ -144,6 +144,7 @@ def submit_command(
     shuffle_partitions: int = 8,
     jars: Iterable[Path] = (),
     spark_submit: Path | None = None,
+    conf: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The ``spark-submit`` command line of one packaged job.
 
@@ -156,6 +157,8 @@ def submit_command(
         shuffle_partitions: ``spark.sql.shuffle.partitions``.
         jars: Extra jars for the driver and executors (the Kafka connector for ``ingest_bronze``).
         spark_submit: The script (default: pyspark's).
+        conf: More ``--conf key=value`` pairs (e.g. an event log to read the run back from). The jobs'
+            own session settings (``build_spark``) win over these.
 
     Returns:
         The argument list.
@@ -169,6 +172,8 @@ def submit_command(
         raise ValueError(f"unknown Spark job {job!r}: one of {', '.join(JOBS)}")
     command = [str(spark_submit or spark_submit_path()), "--master", master, "--driver-memory", DRIVER_MEMORY]
     command += ["--conf", f"spark.sql.shuffle.partitions={shuffle_partitions}"]
+    for key, value in (conf or {}).items():
+        command += ["--conf", f"{key}={value}"]
     jar_list = [str(j) for j in jars]
     if jar_list:
         command += ["--jars", ",".join(jar_list)]
@@ -279,15 +284,22 @@ def _tail(log: Path) -> str:
     return f"; log {log}; stderr tail:\n{text[-STDERR_TAIL_CHARS:]}"
 
 
-def submit_env(base: dict[str, str] | None = None) -> dict[str, str]:
+_LOOPBACK_MASTER = ("spark://127.0.0.1:", "spark://localhost:")
+
+
+def submit_env(base: dict[str, str] | None = None, master: str | None = None) -> dict[str, str]:
     """spark-submit's environment: this one, with this interpreter for the driver and workers unless set.
 
     The interpreter holds the archive's third-party requirements; a cluster whose nodes run another
-    Python sets ``PYSPARK_PYTHON`` itself, which is kept.
+    Python sets ``PYSPARK_PYTHON`` itself, which is kept. With a standalone ``master`` on loopback (the
+    cluster profile's) the driver binds loopback too (``SPARK_LOCAL_IP``, unless set): it would
+    otherwise advertise the host's address to executors that live on loopback.
     """
     env = dict(os.environ if base is None else base)
     env.setdefault("PYSPARK_PYTHON", sys.executable)
     env.setdefault("PYSPARK_DRIVER_PYTHON", env["PYSPARK_PYTHON"])
+    if master is not None and master.startswith(_LOOPBACK_MASTER):
+        env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     return env
 
 
@@ -332,7 +344,7 @@ def submit_daily_batch(
     archive, launcher, built = ensure_archive(spark_dir / "dist")
     workdir = spark_dir / "work"
     workdir.mkdir(parents=True, exist_ok=True)
-    env = submit_env()
+    env = submit_env(master=settings.spark_master)
     script = spark_submit_path()
     runs: list[JobRun] = []
     summary = BatchSummary()

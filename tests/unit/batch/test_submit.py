@@ -263,3 +263,26 @@ def test_a_dead_standalone_master_fails_before_anything_is_submitted(tmp_path: P
     with pytest.raises(RuntimeServiceError, match="spark_master"):
         submit_daily_batch(settings, "2026-03-04")
     assert not (tmp_path / "state" / "spark").exists()
+
+
+def test_extra_conf_goes_before_the_application_file() -> None:
+    command = submit_command(
+        "build_gold",
+        ["--lake", "/state/lake"],
+        archive=ARCHIVE,
+        launcher=LAUNCHER,
+        master="spark://m:7077",
+        conf={"spark.eventLog.enabled": "true", "spark.eventLog.dir": "file:///tmp/events"},
+    )
+    at = command.index(str(LAUNCHER))
+    head = command[:at]
+    assert head[head.index("spark.eventLog.enabled=true") - 1] == "--conf"
+    assert "spark.eventLog.dir=file:///tmp/events" in head
+    assert command[at + 1 :] == ["build_gold", "--lake", "/state/lake"]
+
+
+def test_a_loopback_standalone_master_keeps_the_driver_on_loopback() -> None:
+    assert submit_env({}, master="spark://127.0.0.1:7077")["SPARK_LOCAL_IP"] == "127.0.0.1"
+    assert submit_env({"SPARK_LOCAL_IP": "10.1.2.3"}, master="spark://127.0.0.1:7077")["SPARK_LOCAL_IP"] == "10.1.2.3"
+    assert "SPARK_LOCAL_IP" not in submit_env({}, master="spark://batch-master:7077")
+    assert "SPARK_LOCAL_IP" not in submit_env({}, master="local[2]")
