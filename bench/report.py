@@ -1050,10 +1050,13 @@ def quality_tables(docs: dict[str, tuple[Path, dict[str, Any]]]) -> list[Quality
                 time = f"{fmt(run.get('train_s'))} ({fmt(run.get('epochs_run'))}, best {fmt(run.get('best_epoch'))})"
                 if status != "ok":
                     time += f"; {status}"
-                rows.append([label, *_metric_cells(run["metrics"]), time, load_text(run) or NOT_RECORDED, "peers.json"])
+                # The training loop's CPU seconds; older runs recorded the whole peer process only.
+                cpu = fmt(run["train_cpu_s"]) if "train_cpu_s" in run else f"{fmt(run.get('cpu_s'))} (whole process)"
+                load = load_text(run) or NOT_RECORDED
+                rows.append([label, *_metric_cells(run["metrics"]), time, cpu, load, "peers.json"])
             else:
                 why = str(run.get("reason") or run.get("error") or status)
-                rows.append([label, *["–"] * 4, f"{status}: {why}", "–", "peers.json"])
+                rows.append([label, *["–"] * 4, f"{status}: {why}", "–", "–", "peers.json"])
         split = mean.get("split") or seq.get("split") or {}
         conditions = [
             f"{fmt(split.get('events'))} events; {fmt(split.get('train_examples'))} training examples (the latest "
