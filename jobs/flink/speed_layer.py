@@ -279,27 +279,42 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
 
 
 # -- the Flink job --------------------------------------------------------------------------------------
-def job_configuration(args: argparse.Namespace) -> dict[str, str]:
-    """Flink settings of the job: checkpoints, state, mini-batches, Python workers."""
+def checkpoint_uri(state_dir: str) -> str:
+    """The checkpoint folder under ``--state-dir``: a local path as a ``file://`` URI, a URI as it is.
+
+    A cluster's checkpoints go to storage every node reaches (``s3://...``, ``hdfs://...`` or a
+    shared mount): a URI must not be resolved against the client's working folder.
+    """
+    if "://" in state_dir:
+        return state_dir.rstrip("/") + "/checkpoints"
+    return Path(state_dir, "checkpoints").resolve().as_uri()
+
+
+def job_configuration(
+    args: argparse.Namespace, *, submitted: bool = False, cluster_parallelism: int | None = None
+) -> dict[str, str]:
+    """Flink settings of the job: checkpoints, state, mini-batches, Python workers.
+
+    Args:
+        args: The parsed command line (:func:`parse_args`).
+        submitted: True under ``flink run`` (a session or application cluster): the cluster owns its
+            addresses and ports, so the mini-cluster's REST and bind settings are left out.
+        cluster_parallelism: The parallelism ``flink run -p`` gave (``parallelism.default`` of the
+            client), used when ``--parallelism`` is not given.
+    """
+    parallelism = args.parallelism or (cluster_parallelism if submitted else None) or 1
     config = {
         "execution.checkpointing.interval": f"{args.checkpoint_ms} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
         "execution.checkpointing.min-pause": f"{min(500, args.checkpoint_ms)} ms",
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.storage": "filesystem",
-        "execution.checkpointing.dir": Path(args.state_dir, "checkpoints").resolve().as_uri(),
+        "execution.checkpointing.dir": checkpoint_uri(args.state_dir),
         "execution.checkpointing.num-retained": "3",
         "state.backend.type": args.state_backend,
         # RocksDB checkpoints only what changed; the heap backend writes its whole state.
         "execution.checkpointing.incremental": str(args.state_backend == "rocksdb").lower(),
-        "rest.port": str(args.rest_port),
-        "rest.address": "127.0.0.1",
-        # Flink binds every interface unless told: the REST API, the blob server, the task manager.
-        "rest.bind-address": "127.0.0.1",
-        "jobmanager.bind-host": "127.0.0.1",
-        "taskmanager.bind-host": "127.0.0.1",
-        "taskmanager.host": "127.0.0.1",
-        "parallelism.default": str(args.parallelism),
+        "parallelism.default": str(parallelism),
         "pipeline.name": JOB_NAME,
         # No mini-batches: heap state is cheap per event, and the sinks' buffers already
         # coalesce the rows of a busy key.
@@ -312,8 +327,18 @@ def job_configuration(args: argparse.Namespace) -> dict[str, str]:
         # SQL operators never hold on to input rows: chained operators may pass them on uncopied.
         "pipeline.object-reuse": "true",
         # Parallelism 1 by default: a local pre-aggregation before the shuffle would only add work.
-        "table.optimizer.agg-phase-strategy": "ONE_PHASE" if args.parallelism == 1 else "AUTO",
+        "table.optimizer.agg-phase-strategy": "ONE_PHASE" if parallelism == 1 else "AUTO",
     }
+    if not submitted:
+        config |= {
+            "rest.port": str(args.rest_port),
+            "rest.address": "127.0.0.1",
+            # Flink binds every interface unless told: the REST API, the blob server, the task manager.
+            "rest.bind-address": "127.0.0.1",
+            "jobmanager.bind-host": "127.0.0.1",
+            "taskmanager.bind-host": "127.0.0.1",
+            "taskmanager.host": "127.0.0.1",
+        }
     if args.python_executable:
         # The Python worker (dead letters) must run the interpreter that has pyflink and lambdarec.
         config["python.executable"] = args.python_executable
@@ -350,26 +375,41 @@ def _python_workers_on_loopback() -> None:
     BeamFnLoopbackWorkerPoolServicer.start = start  # type: ignore[method-assign]
 
 
-def build_job(args: argparse.Namespace) -> Any:
-    """The job's statement set, ready to execute (nothing runs yet).
+def is_submitted(conf: Any) -> bool:
+    """True when ``flink run`` runs this script (its client sets ``execution.target``: remote, yarn-...)."""
+    return conf.get("execution.target", "local") not in ("", "local")
+
+
+def build_job(args: argparse.Namespace) -> tuple[Any, bool]:
+    """The job's statement set, ready to execute (nothing runs yet), and whether to wait for the job.
 
     PyFlink is imported here, lazily: the helpers above must stay importable without a JVM.
+
+    Returns:
+        ``(statement_set, attached)``: ``attached`` is False under ``flink run -d``, whose client
+        must return once the job is submitted.
     """
     from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
     from pyflink.table.udf import udf
 
-    _python_workers_on_loopback()
     settings = EnvironmentSettings.new_instance().in_streaming_mode().build()
     t_env = TableEnvironment.create(settings)
     conf = t_env.get_config()
-    for key, value in job_configuration(args).items():
+    submitted = is_submitted(conf)
+    if not submitted:
+        # Only the mini-cluster serves Python workers from this process; under `flink run` the
+        # task managers start their own.
+        _python_workers_on_loopback()
+    cluster_parallelism = int(conf.get("parallelism.default", "1") or 1)
+    for key, value in job_configuration(args, submitted=submitted, cluster_parallelism=cluster_parallelism).items():
         conf.set(key, value)
     jars = [j.resolve().as_uri() for j in (_jar(args.jar, CONNECTOR_JAR), _jar(args.udf_jar, UDF_JAR)) if j]
     if jars:
         conf.set("pipeline.jars", ";".join(jars))
     pylib = Path(__file__).resolve().parent / "pylib"
-    if pylib.is_dir():
-        # Running from the packaged artifact: ship its Python dependencies to the workers.
+    if pylib.is_dir() and not conf.get("python.files", ""):
+        # Running from the packaged artifact: ship its Python dependencies to the workers (unless
+        # `flink run --pyFiles` already does; the same folder twice fails the submission).
         t_env.add_python_file(str(pylib))
 
     source_topic = args.source_topic
@@ -398,7 +438,7 @@ def build_job(args: argparse.Namespace) -> Any:
             statement_set.add_insert_sql(statement)
         else:
             t_env.execute_sql(statement)
-    return statement_set
+    return statement_set, conf.get("execution.attached", "true").lower() != "false"
 
 
 def _jar(explicit: str | None, name: str) -> Path | None:
@@ -459,7 +499,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--flush-ms", type=int, default=100, help="Sinks flush the newest row per key this often.")
     parser.add_argument("--flush-rows", type=int, default=5000, help="... or when this many keys are buffered.")
-    parser.add_argument("--parallelism", type=int, default=1)
+    parser.add_argument(
+        "--parallelism",
+        type=int,
+        default=None,
+        help="Parallelism of every operator (default: 1 on the mini-cluster, `flink run -p` on a cluster).",
+    )
+
     parser.add_argument("--rest-port", type=int, default=8081)
     parser.add_argument("--jar", default=None, help="Kafka connector jar (default: packaged or .cache/jars).")
     parser.add_argument("--udf-jar", default=None, help="The job's Java UDF jar (default: packaged or .cache/jars).")
@@ -499,12 +545,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     log.info("lambdarec core from %s", Path(lambdarec.__file__).parent)
     log.info("restoring from %s", args.restore or "nothing (reading the topic from the earliest offset)")
-    statement_set = build_job(args)
+    statement_set, attached = build_job(args)
     sys.stdout.flush()
     result = statement_set.execute()
     job_client = result.get_job_client()
     if job_client is not None:
         log.info("job %s submitted", job_client.get_job_id())
+    if not attached:
+        # `flink run -d`: the client returns once the cluster has the job (waiting would hold it forever).
+        return
     result.wait()
 
 

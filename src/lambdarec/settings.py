@@ -94,6 +94,39 @@ class SparkClusterSettings(BaseModel):
     master_port: int = Field(default=0, description="The master's port; 0 picks a free one on first start.")
 
 
+class FlinkClusterSettings(BaseModel):
+    """Where the speed layer runs: a local mini-cluster (the default) or a Flink session cluster.
+
+    With ``task_managers`` > 0 (the cluster profile) ``lambdarec services up`` starts a session
+    cluster from PyFlink's own scripts: a JobManager (``flink``) and that many TaskManagers
+    (``flink-taskmanager-N``), and ``lambdarec stream start`` submits the packaged job to it with
+    ``flink run``. ``rest_address`` submits to an existing session cluster instead.
+    """
+
+    task_managers: int = Field(
+        default=0, ge=0, le=8, description="TaskManagers of the embedded session cluster; 0 (default): mini-cluster."
+    )
+    slots: int = Field(default=2, ge=1, le=8, description="Task slots of each TaskManager.")
+    parallelism: int = Field(default=2, ge=1, description="Parallelism the speed layer is submitted with (-p).")
+    jobmanager_memory: str = Field(default="768m", description="Process size of the JobManager (heap + metaspace).")
+    taskmanager_memory: str = Field(
+        default="1280m", description="Process size of each TaskManager (its Python workers come on top)."
+    )
+    rest_port: int = Field(default=0, description="The embedded JobManager's REST port; 0 picks a free one (kept).")
+    rest_address: str | None = Field(
+        default=None,
+        description=(
+            "host:port of an existing session cluster's REST API to submit to (LAMBDAREC_FLINK_CLUSTER__REST_ADDRESS); "
+            "None means the embedded JobManager when task_managers > 0."
+        ),
+    )
+
+    @property
+    def session(self) -> bool:
+        """True when the speed layer is submitted to a session cluster rather than run on a mini-cluster."""
+        return self.task_managers > 0 or bool(self.rest_address)
+
+
 class MilvusSettings(BaseModel):
     """The vector engine used for candidate retrieval."""
 
@@ -233,6 +266,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     stream: StreamSettings = StreamSettings()
     spark_cluster: SparkClusterSettings = SparkClusterSettings()
+    flink_cluster: FlinkClusterSettings = FlinkClusterSettings()
     redis: RedisSettings = RedisSettings()
     milvus: MilvusSettings = MilvusSettings()
     mlflow: MlflowSettings = MlflowSettings()

@@ -39,6 +39,7 @@ def default_services(settings: Settings) -> list[ManagedService]:
     """The engines that ``services`` knows, in start order (a bare ``up`` skips those not started by default)."""
     # Imported here so that listing services never pays for every client library.
     from lambdarec.runtime.airflow_server import AirflowService
+    from lambdarec.runtime.flink_cluster import flink_cluster_services
     from lambdarec.runtime.kafka import kafka_services
     from lambdarec.runtime.milvus import MilvusService
     from lambdarec.runtime.mlflow import MlflowService
@@ -51,6 +52,7 @@ def default_services(settings: Settings) -> list[ManagedService]:
         MlflowService(settings),
         RedisService(settings),
         *spark_cluster_services(settings),  # none unless spark_cluster.workers (the cluster profile)
+        *flink_cluster_services(settings),  # none unless flink_cluster.task_managers (the cluster profile)
         AirflowService(settings),
     ]
 

@@ -1,6 +1,7 @@
 """``lambdarec stream start|stop|status``: the speed layer on the local machine.
 
-``start`` launches the PyFlink job (mini-cluster, restoring from its newest checkpoint) and
+``start`` launches the PyFlink job (mini-cluster, or ``flink run`` to the profile's session cluster;
+restoring from its newest checkpoint either way) and
 the pusher to the Feast online store; ``status`` shows both with the job state, the newest
 checkpoint and the freshness figures; ``stop`` stops both (checkpoints stay for the next start).
 """
@@ -47,9 +48,10 @@ def stream_services(
         with_pusher: Start the pusher too.
         job_args: Extra arguments for the job.
     """
-    from lambdarec.stream.service import PusherService, StreamJobService
+    from lambdarec.stream.service import PusherService, stream_job_service
 
-    services: list[Any] = [StreamJobService(settings, bootstrap_servers, job_args=job_args or [])]
+    # A session cluster in the settings (the cluster profile) takes the packaged job by `flink run`.
+    services: list[Any] = [stream_job_service(settings, bootstrap_servers, job_args=job_args or [])]
     if with_pusher:
         services.append(PusherService(settings, bootstrap_servers, feast_repo))
     return services
@@ -150,19 +152,20 @@ def show(
 
 def stream_report(settings: Settings) -> dict[str, Any]:
     """Everything ``status`` shows, as a dict."""
+    from lambdarec.runtime.errors import RuntimeServiceError
     from lambdarec.runtime.supervisor import Supervisor
     from lambdarec.stream.metrics import read_metrics
-    from lambdarec.stream.service import PusherService, StreamJobService, job_overview, latest_checkpoint
+    from lambdarec.stream.service import PusherService, latest_checkpoint, stream_job_service
 
-    job = StreamJobService(settings, "-")
+    job = stream_job_service(settings, "-")
     pusher = PusherService(settings, "-")
     supervisor = Supervisor(settings, [job, pusher])
     job_status, pusher_status = supervisor.status()
     jobs: list[dict[str, Any]] = []
     if job_status.pid is not None:
         try:
-            jobs = job_overview(job_status.ports["rest_port"])
-        except OSError:
+            jobs = job.flink_jobs(job_status.ports)
+        except (OSError, RuntimeServiceError):
             jobs = []
     checkpoint = latest_checkpoint(job.checkpoint_dir)
     return {

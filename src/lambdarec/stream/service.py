@@ -4,6 +4,11 @@
   interpreter (PyFlink mini-cluster); its health is the mini-cluster's REST API reporting the
   job RUNNING. Every start restores from the newest retained checkpoint, so ``stop`` (or a
   crash, or ``kill -9``) followed by ``start`` resumes where the state was.
+* :class:`SessionStreamJobService` is the same job on a Flink session cluster (the cluster profile,
+  or ``flink_cluster.rest_address``): the packaged archive submitted with ``flink run -d`` at
+  ``flink_cluster.parallelism``, kept by :mod:`lambdarec.stream.session_job` (stop cancels the job,
+  checkpoints retained; start restores from the newest with ``flink run -s``).
+  :func:`stream_job_service` picks one of the two from the settings.
 * :class:`PusherService` runs :mod:`lambdarec.stream.pusher` in the main environment; its
   health is a fresh metrics file (written every second).
 """
@@ -45,6 +50,13 @@ def job_overview(rest_port: int, timeout_s: float = 2.0) -> list[dict[str, Any]]
     """The jobs the mini-cluster's REST API reports (``/jobs/overview``)."""
     url = f"http://127.0.0.1:{rest_port}/jobs/overview"
     with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - local http only
+        return list(json.load(response).get("jobs", []))
+
+
+def jobs_at(address: str, timeout_s: float = 2.0) -> list[dict[str, Any]]:
+    """The jobs a Flink REST API at ``host:port`` reports (``/jobs/overview``)."""
+    url = f"http://{address.removeprefix('http://')}/jobs/overview"
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - local or configured http
         return list(json.load(response).get("jobs", []))
 
 
@@ -163,10 +175,154 @@ class StreamJobService(ManagedService):
         """The mini-cluster's REST API."""
         return f"http://127.0.0.1:{ports['rest_port']}"
 
+    def flink_jobs(self, ports: Mapping[str, int]) -> list[dict[str, Any]]:
+        """The jobs of the mini-cluster (the speed layer)."""
+        return job_overview(ports["rest_port"])
+
 
 def _job_running(job: Mapping[str, Any]) -> bool:
     tasks = job.get("tasks", {})
     return bool(job.get("state") == "RUNNING" and tasks.get("running", 0) == tasks.get("total", -1))
+
+
+class SessionStreamJobService(ManagedService):
+    """The speed-layer job on a Flink session cluster, submitted from the packaged archive by ``flink run``.
+
+    The process the supervisor runs is :mod:`lambdarec.stream.session_job`, which submits (or adopts)
+    the job and cancels it on stop. The job's checkpoints go to ``<data>/checkpoints`` like the
+    mini-cluster's: a folder every TaskManager reaches (here, this machine's disk).
+
+    Args:
+        settings: Settings (``flink_cluster``: the REST address, the parallelism; the state folder).
+        bootstrap_servers: Kafka bootstrap servers the job reads and writes.
+        job_args: Extra arguments for ``speed_layer.py`` (topics, intervals, ...).
+    """
+
+    name = names.STREAM_JOB_SERVICE
+    port_names = ()
+    # flink run plans the job in a client JVM + Python driver (a minute at load ~10 on 2 cores), then
+    # the cluster deploys it; cancelling waits for the tasks to stop.
+    startup_timeout_s = 480.0
+    stop_timeout_s = 90.0
+
+    def __init__(self, settings: Settings, bootstrap_servers: str, *, job_args: Sequence[str] = ()) -> None:
+        super().__init__(settings)
+        self.bootstrap_servers = bootstrap_servers
+        self.job_args = list(job_args)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where the job's retained checkpoints are."""
+        return self.data_dir / "checkpoints"
+
+    @property
+    def job_file(self) -> Path:
+        """The id of the job submitted last (written by the keeper)."""
+        return self.data_dir / "job.json"
+
+    @property
+    def dist_dir(self) -> Path:
+        """Where the archive is built and unpacked (once per source state)."""
+        return self.settings.state_dir.resolve() / "flink" / "dist"
+
+    def rest_address(self) -> str:
+        """The session cluster's REST ``host:port`` (configured, else the embedded JobManager's)."""
+        from lambdarec.runtime.flink_cluster import flink_rest_address
+
+        return flink_rest_address(self.settings)
+
+    def check_prerequisites(self) -> None:
+        """Fail at once, naming the setting, when no JobManager answers (not with a hung submission)."""
+        from lambdarec.runtime.flink_cluster import check_flink_rest, flink_python
+
+        if not flink_python().is_file():
+            raise PrerequisiteError(f"the Flink environment is missing ({flink_python()}): run `make setup`")
+        check_flink_rest(self.rest_address())
+
+    def prepare(self, ports: Mapping[str, int]) -> None:
+        """Build (or reuse) the archive and unpack it; write the ``flink run`` client's conf folder."""
+        from lambdarec.runtime.flink_cluster import ensure_job_archive, write_conf_dir
+
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        ensure_job_archive(self.dist_dir)
+        write_conf_dir(self.home / "client-conf", {"rest.address": "127.0.0.1"} | _client_java_opts())
+
+    def job_arguments(self) -> list[str]:
+        """``speed_layer.py``'s arguments: Kafka, the checkpoint folder, the contract's bounds, ``job_args``."""
+        bounds = self.settings.event_bounds()
+        return [
+            "--bootstrap", self.bootstrap_servers,
+            "--state-dir", str(self.data_dir),
+            "--parallelism", str(self.settings.flink_cluster.parallelism),
+            # The workers' interpreter comes from `flink run -pyexec` (the cluster's setting otherwise).
+            "--python-executable", "",
+            "--earliest-event-ms", str(bounds.earliest_ms),
+            "--max-future-ms", str(bounds.max_future_ms),
+            "--max-event-bytes", str(bounds.max_bytes),
+            *self.job_args,
+        ]  # fmt: skip
+
+    def command(self, ports: Mapping[str, int]) -> list[str]:
+        """The keeper (:mod:`lambdarec.stream.session_job`) with this interpreter (the main environment)."""
+        from lambdarec.runtime.flink_cluster import CLIENT_HEAP, flink_python
+
+        return [
+            sys.executable, "-m", "lambdarec.stream.session_job",
+            "--rest", self.rest_address(),
+            "--job-dir", str(self.dist_dir / "job"),
+            "--python", str(flink_python()),
+            "--parallelism", str(self.settings.flink_cluster.parallelism),
+            "--job-file", str(self.job_file),
+            "--checkpoint-dir", str(self.checkpoint_dir),
+            "--client-conf", str(self.home / "client-conf"),
+            "--client-heap", CLIENT_HEAP,
+            "--", *self.job_arguments(),
+        ]  # fmt: skip
+
+    def environment(self) -> dict[str, str]:
+        """Unbuffered output, so the log shows the submission as it happens."""
+        return {**super().environment(), "PYTHONUNBUFFERED": "1"}
+
+    def current_job_id(self) -> str | None:
+        """The id of the job the keeper submitted or adopted last."""
+        from lambdarec.stream.session_job import read_job_file
+
+        jid = read_job_file(self.job_file).get("jid")
+        return str(jid) if jid else None
+
+    def flink_jobs(self, ports: Mapping[str, int]) -> list[dict[str, Any]]:
+        """The cluster's entry for our job (other jobs on a shared session cluster are not ours)."""
+        jid = self.current_job_id()
+        return [job for job in jobs_at(self.rest_address()) if job.get("jid") == jid] if jid else []
+
+    def is_healthy(self, ports: Mapping[str, int]) -> bool:
+        """True when our job is RUNNING on the cluster with every task running."""
+        return any(_job_running(job) for job in self.flink_jobs(ports))
+
+    def endpoint(self, ports: Mapping[str, int]) -> str:
+        """The session cluster's REST API."""
+        from lambdarec.runtime.errors import RuntimeServiceError
+
+        try:
+            return f"http://{self.rest_address()}"
+        except RuntimeServiceError:
+            return "flink session cluster (its JobManager is not running)"
+
+
+def _client_java_opts() -> dict[str, str]:
+    from lambdarec.runtime.flink_cluster import _shipped_java_opts
+
+    opts = _shipped_java_opts()
+    return {"env.java.opts.all": opts} if opts else {}
+
+
+def stream_job_service(
+    settings: Settings, bootstrap_servers: str, *, job_args: Sequence[str] = ()
+) -> StreamJobService | SessionStreamJobService:
+    """The speed-layer job as the settings want it: on a session cluster (``flink_cluster``), else a mini-cluster."""
+    if settings.flink_cluster.session:
+        return SessionStreamJobService(settings, bootstrap_servers, job_args=job_args)
+    return StreamJobService(settings, bootstrap_servers, job_args=job_args)
 
 
 class PusherService(ManagedService):
