@@ -11,11 +11,17 @@ linux x86_64 on its nodes) runs the job unchanged::
     requirements.txt                               the same dependencies, pinned (for -pyreq instead)
     MANIFEST.json                                  versions and the run command
 
-Run it on a cluster (after ``unzip lambdarec-flink-job.zip -d job && cd job``)::
+Run it on a session cluster (after ``unzip lambdarec-flink-job.zip -d job && cd job``)::
 
-    flink run --python speed_layer.py --pyFiles pylib \\
+    flink run -m <jobmanager>:8081 -d -p 2 -pyexec <python3.11 with apache-flink> \\
+        --python speed_layer.py --pyFiles pylib \\
         --jarfile flink-sql-connector-kafka-5.0.0-2.2.jar --classpath file://$PWD/lambdarec-flink-udfs.jar \\
         -- --bootstrap broker:9092 --state-dir s3://bucket/lambdarec/stream --python-executable ''
+
+(add ``-s <state-dir>/checkpoints/<job-id>/chk-N`` to resume from a retained checkpoint). The cluster's
+``lib/`` must hold ``flink-python-2.2.x.jar`` (from ``opt/``, as PyFlink's images do), or it refuses the
+job's Python operator; ``lambdarec --profile cluster`` runs exactly this line against its own session
+cluster (``lambdarec.stream.session_job``).
 
 Usage: ``jobs/flink/.venv/bin/python jobs/flink/package.py [--out dist/lambdarec-flink-job.zip]``;
 ``--udf-jar-only DIR`` builds just the aggregate's jar (``make setup`` does, into ``.cache/jars/flink``).
@@ -49,7 +55,7 @@ RUNTIME_DISTRIBUTIONS = (
     "typing-inspection",
 )
 RUN_COMMAND = (
-    "flink run --python speed_layer.py --pyFiles pylib --jarfile "
+    "flink run -m <jobmanager-rest> -d -p 2 -pyexec <python> --python speed_layer.py --pyFiles pylib --jarfile "
     + JAR_NAME
     + " --classpath file://$PWD/"
     + UDF_JAR_NAME
