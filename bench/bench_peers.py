@@ -203,6 +203,8 @@ def run_peer(model: str, folder: Path, args: argparse.Namespace) -> dict[str, An
         str(args.batch_size),
         "--k",
         str(K),
+        "--threads",
+        str(args.threads),
     ]
     started = time.monotonic()
     with LoadSampler() as load, (out / "log.txt").open("w") as log:
@@ -246,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=10, help="epochs not better before stopping (RecBole's 10)")
     parser.add_argument("--budget-s", type=float, default=300.0, help="a peer stops training after this, mid-epoch too")
     parser.add_argument("--batch-size", type=int, default=256, help="RecBole's train batch (its default 2048)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of a peer (1: see run_recbole.py)")
+    parser.add_argument("--reuse-export", action="store_true", help="keep a split exported by an earlier run")
     parser.add_argument("--timeout-s", type=float, default=1800.0, help="kill a peer run after this")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
@@ -276,19 +280,23 @@ def main(argv: list[str] | None = None) -> int:
             continue
         entry.pop("not_run", None)
         folder = WORK / name
-        print(f"=== {name}: rebuilding the split (load {os.getloadavg()[0]:.1f})", flush=True)
-        started = time.monotonic()
-        split = rebuild_split(name, state, args.max_test)
-        entry.update(
-            dataset=name if name != "synthetic" else f"synthetic ({args.events:,} events, seed 42)",
-            split={k: v for k, v in split.stats.items() if k != "event_types"},
-            split_s=round(time.monotonic() - started, 2),
-            export=export_split(split.train, split.test, folder),
-            split_check=split_check(name, split),
-        )
-        print(f"  split {entry['split']}\n  export {entry['export']}\n  check {entry['split_check']}", flush=True)
-        del split
-        _write(doc, args.out)
+        if args.reuse_export and (folder / "targets.npy").exists() and entry.get("export"):
+            print(f"=== {name}: reusing the split exported at {entry.get('exported_at')}", flush=True)
+        else:
+            print(f"=== {name}: rebuilding the split (load {os.getloadavg()[0]:.1f})", flush=True)
+            started = time.monotonic()
+            split = rebuild_split(name, state, args.max_test)
+            entry.update(
+                dataset=name if name != "synthetic" else f"synthetic ({args.events:,} events, seed 42)",
+                split={k: v for k, v in split.stats.items() if k != "event_types"},
+                split_s=round(time.monotonic() - started, 2),
+                export=export_split(split.train, split.test, folder),
+                exported_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                split_check=split_check(name, split),
+            )
+            print(f"  split {entry['split']}\n  export {entry['export']}\n  check {entry['split_check']}", flush=True)
+            del split
+            _write(doc, args.out)
         for model in args.models:
             print(f"  {model}: training in the peer env (load {os.getloadavg()[0]:.1f})", flush=True)
             try:
