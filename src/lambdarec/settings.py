@@ -120,6 +120,15 @@ class FlinkClusterSettings(BaseModel):
             "None means the embedded JobManager when task_managers > 0."
         ),
     )
+    state_uri: str | None = Field(
+        default=None,
+        description=(
+            "Folder the submitted job's checkpoints go under (<state_uri>/checkpoints), which every TaskManager "
+            "must reach (s3://..., hdfs://..., a shared mount); None: the stream-job service's data folder on this "
+            "machine (the embedded TaskManagers share it). `stream start` resumes from the newest checkpoint "
+            "only in a local folder."
+        ),
+    )
 
     @property
     def session(self) -> bool:

@@ -211,8 +211,20 @@ class SessionStreamJobService(ManagedService):
         self.job_args = list(job_args)
 
     @property
+    def state_dir_arg(self) -> str:
+        """The job's ``--state-dir``: ``flink_cluster.state_uri``, else this service's data folder."""
+        return self.settings.flink_cluster.state_uri or str(self.data_dir)
+
+    @property
     def checkpoint_dir(self) -> Path:
-        """Where the job's retained checkpoints are."""
+        """Where the job's retained checkpoints are, when that is a local folder (resumed from at start).
+
+        A remote ``state_uri`` (``s3://``...) is not listed here: its newest checkpoint is passed by hand
+        (``flink run -s``), and this local folder stays empty.
+        """
+        uri = self.settings.flink_cluster.state_uri
+        if uri and ("://" not in uri or uri.startswith("file://")):
+            return Path(uri.removeprefix("file://")) / "checkpoints"
         return self.data_dir / "checkpoints"
 
     @property
@@ -243,7 +255,7 @@ class SessionStreamJobService(ManagedService):
         """Build (or reuse) the archive and unpack it; write the ``flink run`` client's conf folder."""
         from lambdarec.runtime.flink_cluster import ensure_job_archive, write_conf_dir
 
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         ensure_job_archive(self.dist_dir)
         write_conf_dir(self.home / "client-conf", {"rest.address": "127.0.0.1"} | _client_java_opts())
 
@@ -252,7 +264,7 @@ class SessionStreamJobService(ManagedService):
         bounds = self.settings.event_bounds()
         return [
             "--bootstrap", self.bootstrap_servers,
-            "--state-dir", str(self.data_dir),
+            "--state-dir", self.state_dir_arg,
             "--parallelism", str(self.settings.flink_cluster.parallelism),
             # The workers' interpreter comes from `flink run -pyexec` (the cluster's setting otherwise).
             "--python-executable", "",
@@ -296,7 +308,13 @@ class SessionStreamJobService(ManagedService):
         return [job for job in jobs_at(self.rest_address()) if job.get("jid") == jid] if jid else []
 
     def is_healthy(self, ports: Mapping[str, int]) -> bool:
-        """True when our job is RUNNING on the cluster with every task running."""
+        """True when the running keeper holds our job and it is RUNNING on the cluster with every task running."""
+        from lambdarec.runtime.service import ServiceRecord
+        from lambdarec.stream.session_job import read_job_file
+
+        record = ServiceRecord.load(self.record_path)
+        if record is None or read_job_file(self.job_file).get("keeper_pid") != record.pid:
+            return False  # a job id left by an earlier keeper: not confirmed (adopted) yet
         return any(_job_running(job) for job in self.flink_jobs(ports))
 
     def endpoint(self, ports: Mapping[str, int]) -> str:

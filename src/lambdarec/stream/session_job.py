@@ -135,10 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"adopting job {record['jid']}, still running on {args.rest}", flush=True)
     else:
         record = submit(args, job_args)
-        tmp = job_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
-        tmp.replace(job_file)
         print(f"job {record['jid']} submitted to {args.rest}", flush=True)
+    # The keeper's pid beside the job id: the service is healthy only once this process holds the job.
+    record["keeper_pid"] = os.getpid()
+    tmp = job_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(job_file)
     jid = record["jid"]
     last = None
     while not stopping:

@@ -12,7 +12,8 @@ is the session's single broker (the replicated brokers have their own test). The
 3. ``kill -9`` of a TaskManager while events flow: the job restarts from its checkpoint on the remaining
    TaskManager (2 slots hold the whole job) without the supervisor's help, and the session counts still
    equal a recount; the supervisor then brings the lost TaskManager back;
-4. ``stream stop`` cancels the job (checkpoints retained) and the next start restores from the newest one
+4. a ``kill -9`` of the local keeper process leaves the job running; its replacement adopts it;
+5. ``stream stop`` cancels the job (checkpoints retained) and the next start restores from the newest one
    with ``flink run -s``; events published while it was down are counted exactly.
 
 Correctness only: no assertion is about speed.
@@ -301,6 +302,24 @@ def test_kill_9_of_a_taskmanager_restarts_the_job_from_its_checkpoint_on_the_oth
     cluster.up([taskmanager_name(1)])
     registered = {t["id"] for t in rest_json(address, "/taskmanagers")["taskmanagers"]}
     assert taskmanager_name(1) in registered
+
+
+def test_a_killed_keeper_is_replaced_and_adopts_the_job_it_left_running(
+    cluster_job: tuple[Supervisor, SessionStreamJobService], flink_cluster: tuple[Settings, Supervisor]
+) -> None:
+    """``flink run -d`` leaves the job to the cluster: losing the local keeper loses no job, nor doubles it."""
+    settings, _ = flink_cluster
+    supervisor, service = cluster_job
+    address, jid = rest(settings), service.current_job_id()
+    (status,) = supervisor.status()
+    assert status.pid is not None
+    os.killpg(status.pid, signal.SIGKILL)
+    psutil.wait_procs([psutil.Process(status.pid)], timeout=10) if psutil.pid_exists(status.pid) else None
+    assert rest_json(address, f"/jobs/{jid}")["state"] == "RUNNING"
+    supervisor.up()
+    assert service.current_job_id() == jid and f"adopting job {jid}" in tail(service.log_path, 50)
+    active = [j for j in rest_json(address, "/jobs/overview")["jobs"] if j["state"] == "RUNNING"]
+    assert [j["jid"] for j in active] == [jid]
 
 
 def test_stop_cancels_keeping_checkpoints_and_start_restores_from_the_newest(

@@ -142,6 +142,14 @@ def test_the_session_job_passes_the_contract_and_checkpoints_to_the_job(tmp_path
     assert job_args[job_args.index("--parallelism") + 1] == "2" and job_args[-1] == "--sessions-only"
     assert job_args[job_args.index("--earliest-event-ms") + 1] == str(settings.earliest_event_ms)
     assert argv[argv.index("--rest") + 1] == "jm:8081" and argv[2] == "lambdarec.stream.session_job"
+    assert argv[argv.index("--checkpoint-dir") + 1] == str(service.data_dir / "checkpoints")
+    # An existing cluster's checkpoints go where every TaskManager reaches; only a local folder is resumed from.
+    for uri, local in (("s3://bucket/stream", service.data_dir), (str(tmp_path / "shared"), tmp_path / "shared")):
+        overrides["flink_cluster"] = {**overrides["flink_cluster"], "state_uri": uri}
+        remote = SessionStreamJobService(load_settings("local", state_dir=tmp_path, **overrides), "k:9092")
+        remote_args = remote.command({})
+        assert remote_args[remote_args.index("--state-dir") + 1] == uri
+        assert remote.checkpoint_dir == local / "checkpoints"
 
 
 def test_an_unanswering_jobmanager_fails_at_once_naming_the_setting(tmp_path: Path) -> None:
