@@ -1047,7 +1047,9 @@ def quality_tables(docs: dict[str, tuple[Path, dict[str, Any]]]) -> list[Quality
             label = f"{model} (RecBole {run.get('recbole_version', '?')}, peer)"
             status = str(run.get("status", NOT_RECORDED))
             if run.get("metrics"):
-                time = f"{fmt(run.get('train_s'))} ({fmt(run.get('epochs_run'))}, best {fmt(run.get('best_epoch'))})"
+                best = run.get("best_epoch")
+                best_text = f"best: epoch {best + 1}" if isinstance(best, int) and best >= 0 else "no best epoch"
+                time = f"{fmt(run.get('train_s'))} ({_peer_epochs(run)}, {best_text})"
                 if status != "ok":
                     time += f"; {status}"
                 # The training loop's CPU seconds; older runs recorded the whole peer process only.
@@ -1087,6 +1089,16 @@ def quality_tables(docs: dict[str, tuple[Path, dict[str, Any]]]) -> list[Quality
             notes.append(f"Peers: **missing** (no peers.json entry). Measure: `{PEER_COMMAND.format(dataset=name)}`.")
         tables.append(QualityTable(name, conditions, rows, notes))
     return tables
+
+
+def _peer_epochs(run: dict[str, Any]) -> str:
+    """Epochs a peer ran, a cut-short last one as a fraction (steps over a whole epoch's steps)."""
+    history, batch = run.get("history") or [], (run.get("config") or {}).get("train_batch_size")
+    steps = [h.get("steps") for h in history]
+    if not history or None in steps or not batch or not run.get("train_examples"):
+        return fmt(run.get("epochs_run"))
+    per_epoch = -(-int(run["train_examples"]) // int(batch))
+    return f"{sum(steps) / per_epoch:.2f}"
 
 
 def _peer_notes(mean: dict[str, Any], seq: dict[str, Any], peer: dict[str, Any]) -> list[str]:
@@ -1709,7 +1721,9 @@ def render(
             "metric functions; from models.json (ours and the baselines) and peers.json (RecBole). Training time is "
             "the training loop's wall seconds (epochs run, a cut-short one included) on the shared 2-core machine, "
             "with its CPU seconds and the 1-minute load while it trained: compare wall times only at like loads; "
-            "the CPU seconds are the steadier figure. Baselines: fit + scoring the test set, wall.",
+            "the CPU seconds are the steadier figure. Peers' epochs count a cut-short last epoch as a fraction; the "
+            "peers train on one torch thread (two threads waited on each other under load: see bench_peers.py), ours "
+            "on two. Baselines: fit + scoring the test set, wall.",
         ]
         for table in quality:
             lines += ["", f"### {table.dataset}", "", *table.conditions, ""]

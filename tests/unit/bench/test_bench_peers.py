@@ -168,7 +168,7 @@ def test_the_quality_table_sets_the_peers_beside_our_towers_from_the_files(tmp_p
     ]
     sas = table["rows"][-2]
     assert sas[1:5] == ["0.3456", "0.6123", "0.2000", "0.1500"]
-    assert (sas[5], sas[6]) == ("321 (7, best 5)", "150") and "mean 4.2" in sas[7]
+    assert (sas[5], sas[6]) == ("321 (7, best: epoch 6)", "150") and "mean 4.2" in sas[7]
     assert table["rows"][-1][5].startswith("failed: exit code 1")
     assert "recall@100: best peer SASRec 0.6123 vs our two-tower (attention tower) 0.4200" in text
     assert "checked: item-kNN on it gives models.json's figures" in text
