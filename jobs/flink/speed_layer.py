@@ -392,14 +392,13 @@ def build_job(args: argparse.Namespace) -> tuple[Any, bool]:
     from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
     from pyflink.table.udf import udf
 
+    # Before the environment exists: creating it starts the mini-cluster's worker pool (under
+    # `flink run` the task managers start their own workers and the patch is never used).
+    _python_workers_on_loopback()
     settings = EnvironmentSettings.new_instance().in_streaming_mode().build()
     t_env = TableEnvironment.create(settings)
     conf = t_env.get_config()
     submitted = is_submitted(conf)
-    if not submitted:
-        # Only the mini-cluster serves Python workers from this process; under `flink run` the
-        # task managers start their own.
-        _python_workers_on_loopback()
     cluster_parallelism = int(conf.get("parallelism.default", "1") or 1)
     for key, value in job_configuration(args, submitted=submitted, cluster_parallelism=cluster_parallelism).items():
         conf.set(key, value)
