@@ -1722,8 +1722,8 @@ def render(
             "the training loop's wall seconds (epochs run, a cut-short one included) on the shared 2-core machine, "
             "with its CPU seconds and the 1-minute load while it trained: compare wall times only at like loads; "
             "the CPU seconds are the steadier figure. Peers' epochs count a cut-short last epoch as a fraction; the "
-            "peers train on one torch thread (two threads waited on each other under load: see bench_peers.py), ours "
-            "on two. Baselines: fit + scoring the test set, wall.",
+            "peers train on one torch thread (two threads waited on each other under load: see "
+            "bench/peers/run_recbole.py), ours on two. Baselines: fit + scoring the test set, wall.",
         ]
         for table in quality:
             lines += ["", f"### {table.dataset}", "", *table.conditions, ""]
