@@ -180,7 +180,7 @@ def run_peer(model: str, folder: Path, args: argparse.Namespace) -> dict[str, An
     sys.path.insert(0, str(HERE))
     from bench_common import LoadSampler
 
-    out = folder / model
+    out = folder / (f"{model}+{args.tag}" if args.tag else model)
     out.mkdir(parents=True, exist_ok=True)
     (out / "topk.npy").unlink(missing_ok=True)
     (out / "run.json").unlink(missing_ok=True)
@@ -251,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of a peer (1: see run_recbole.py)")
     parser.add_argument("--reuse-export", action="store_true", help="keep a split exported by an earlier run")
     parser.add_argument("--timeout-s", type=float, default=1800.0, help="kill a peer run after this")
+    parser.add_argument(
+        "--tag", help="record as <dataset>+<tag> (an experiment beside the plain run; reuses its export)"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     if not (PEER_ENV / "bin" / "python").exists():
@@ -268,7 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     datasets = doc.setdefault("datasets", {})
     for name in args.datasets:
-        entry = datasets.setdefault(name, {})
+        if args.tag:  # an experiment: the plain run's exported split, its own entry
+            plain = datasets.get(name) or {}
+            entry = datasets.setdefault(f"{name}+{args.tag}", {})
+            entry.update({k: plain[k] for k in ("dataset", "split", "export", "split_check") if k in plain})
+            entry["experiment"] = f"{args.tag}: budget {args.budget_s:.0f} s, epochs {args.epochs}"
+            args.reuse_export = True
+        else:
+            entry = datasets.setdefault(name, {})
         entry.setdefault("models", {})
         state = state_dir(name, args.events)
         if not (state / "lake").exists():
@@ -304,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 figures = {"status": "failed", "error": f"killed after {args.timeout_s:.0f} s"}
             if figures.get("status") != "failed":
-                figures["metrics"] = score_topk(folder, folder / model / "topk.npy")
+                out = folder / (f"{model}+{args.tag}" if args.tag else model)
+                figures["metrics"] = score_topk(folder, out / "topk.npy")
                 cut = figures.get("stopped", "").startswith("time budget")
                 figures["status"] = "cut short by the time budget" if cut else "ok"
                 print(f"  {model}: {figures['metrics']} train {figures.get('train_s')} s", flush=True)

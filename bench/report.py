@@ -1043,8 +1043,13 @@ def quality_tables(docs: dict[str, tuple[Path, dict[str, Any]]]) -> list[Quality
             encoder = str(seq.get("two_tower_encoder") or (seq.get("config") or {}).get("sequence_encoder_asked"))
             when = str(sequence.get("measured_at") or NOT_RECORDED)
             rows += _tower_rows(seq, f"{encoder} query tower", f"models.json (sequence, {when})")
-        for model, run in (peer.get("models") or {}).items():
-            label = f"{model} (RecBole {run.get('recbole_version', '?')}, peer)"
+        # The plain peer runs, then experiments recorded as <dataset>+<tag> (another budget, say).
+        runs = [(m, r, "") for m, r in (peer.get("models") or {}).items()]
+        for key in sorted(k for k in peer_sets if k.startswith(f"{name}+")):
+            tag = str(peer_sets[key].get("experiment") or key.split("+", 1)[1])
+            runs += [(m, r, f", {tag}") for m, r in (peer_sets[key].get("models") or {}).items()]
+        for model, run, experiment in runs:
+            label = f"{model} (RecBole {run.get('recbole_version', '?')}, peer{experiment})"
             status = str(run.get("status", NOT_RECORDED))
             if run.get("metrics"):
                 best = run.get("best_epoch")

@@ -145,7 +145,8 @@ def test_the_quality_table_sets_the_peers_beside_our_towers_from_the_files(tmp_p
                     "SASRec": sasrec,
                     "GRU4Rec": {"status": "failed", "error": "exit code 1", "recbole_version": "1.2.1"},
                 },
-            }
+            },
+            "uci+b900": {"experiment": "b900: budget 900 s", "models": {"SASRec": {**sasrec, "train_s": 900.0}}},
         },
     }
     (folder / "models.json").write_text(json.dumps(models))
@@ -165,11 +166,13 @@ def test_the_quality_table_sets_the_peers_beside_our_towers_from_the_files(tmp_p
         "two-stage, attention query tower + DeepFM",
         "SASRec (RecBole 1.2.1, peer)",
         "GRU4Rec (RecBole 1.2.1, peer)",
+        "SASRec (RecBole 1.2.1, peer, b900: budget 900 s)",
     ]
-    sas = table["rows"][-2]
+    assert table["rows"][-1][5].startswith("900 (")
+    sas = table["rows"][-3]
     assert sas[1:5] == ["0.3456", "0.6123", "0.2000", "0.1500"]
     assert (sas[5], sas[6]) == ("321 (7, best: epoch 6)", "150") and "mean 4.2" in sas[7]
-    assert table["rows"][-1][5].startswith("failed: exit code 1")
+    assert table["rows"][-2][5].startswith("failed: exit code 1")
     assert "recall@100: best peer SASRec 0.6123 vs our two-tower (attention tower) 0.4200" in text
     assert "checked: item-kNN on it gives models.json's figures" in text
     peer_figure = next(f for f in built["figures"] if f["name"].startswith("GRU4Rec"))
