@@ -1189,7 +1189,7 @@ def peers_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> Section:
                     "peers.json",
                     shown=" / ".join(f"{m} {fmt(metrics.get(m), 4)}" for m in QUALITY_METRICS),
                     meaning=f"trained {fmt(run.get('train_s'))} s wall, {fmt(run.get('cpu_s'))} CPU-s in the peer "
-                    f"process, {fmt(run.get('epochs_run'))} epochs (best {fmt(run.get('best_epoch'))}, "
+                    f"process, {_peer_epochs(run)} epochs (best: epoch {fmt((run.get('best_epoch') or 0) + 1)}, "
                     f"{run.get('stopped')}) on {fmt(export.get('train_examples'))} training examples, batch "
                     f"{config.get('train_batch_size')}, {fmt(config.get('time_budget_s'))} s budget, torch threads "
                     f"{run.get('torch_threads')}; {fmt(export.get('test_cases'))} test cases, "
