@@ -58,7 +58,8 @@ def main(
         typer.Option(
             envvar="LAMBDAREC_PROFILE",
             help="Settings laid over the environment's, from environments/profiles/<name>.toml: `cluster` runs "
-            "Kafka as 3 replicated brokers. Use the same profile for every command on one state folder.",
+            "Kafka as 3 replicated brokers, a Flink session cluster, a Spark standalone cluster and Redis as the "
+            "online store. Use the same profile for every command on one state folder.",
         ),
     ] = None,
 ) -> None:
@@ -75,16 +76,14 @@ def main(
         handlers=[RichHandler(console=err_console, show_path=False)],
     )
     overrides: dict[str, object] = {}
-    if profile:
-        from lambdarec.runtime.cluster import profile_overrides
-
-        try:
-            overrides |= profile_overrides(profile)
-        except ValueError as err:
-            raise _fail(str(err), 2) from None
     if state_dir is not None:
         overrides["state_dir"] = state_dir
-    use_settings(load_settings(env, **overrides))
+    try:
+        use_settings(load_settings(env, profile=profile, **overrides))
+    except ValueError as err:
+        if "unknown profile" not in str(err):
+            raise
+        raise _fail(str(err), 2) from None
 
 
 def _settings() -> Settings:

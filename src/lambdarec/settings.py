@@ -264,6 +264,14 @@ class Settings(BaseSettings):
             "feature_store.yaml uses Redis; None means the embedded server (`lambdarec services up redis`)."
         ),
     )
+    profile: str | None = Field(
+        default=None,
+        description=(
+            "The profile laid over the environment's settings (environments/profiles/<name>.toml; "
+            "`lambdarec --profile`, LAMBDAREC_PROFILE). Recorded so that every process the supervisor starts "
+            "(pusher, recommender, stream job keeper) loads the same settings."
+        ),
+    )
     online_store: Literal["environment", "redis"] = Field(
         default="environment",
         description=(
@@ -325,24 +333,58 @@ def _read_environment_file(env: str, root: Path | None) -> dict[str, Any]:
         return tomllib.load(handle)
 
 
-def load_settings(env: str | None = None, **overrides: Any) -> Settings:
+def load_settings(env: str | None = None, *, profile: str | None = None, **overrides: Any) -> Settings:
     """Build the settings of one environment.
 
     Args:
         env: ``local``, ``staging`` or ``prod``; defaults to ``LAMBDAREC_ENV`` or ``local``.
-        **overrides: Field values that win over the file and the environment variables.
+        profile: A profile laid over the environment (``environments/profiles/<name>.toml``);
+            defaults to ``LAMBDAREC_PROFILE``, which the supervisor sets for the processes it starts.
+        **overrides: Field values that win over the file, the environment variables and the profile.
 
     Returns:
         The validated settings.
+
+    Raises:
+        ValueError: No such profile (the message lists those that exist).
     """
     name = env or os.environ.get("LAMBDAREC_ENV", "local")
-    file_values = _read_environment_file(name, find_project_root())
+    root = find_project_root()
+    file_values = _read_environment_file(name, root)
     # Precedence, lowest first: the environment's file, then LAMBDAREC_* variables, then the
-    # caller's explicit arguments (a test passing its own state_dir must get it even when
-    # LAMBDAREC_STATE_DIR is set in the shell).
+    # profile, then the caller's explicit arguments (a test passing its own state_dir must get it
+    # even when LAMBDAREC_STATE_DIR is set in the shell).
     env_values = Settings().model_dump(exclude_unset=True) if _has_env_overrides() else {}
     merged = _deep_merge({**file_values, "env": name}, env_values)
+    chosen = profile or os.environ.get("LAMBDAREC_PROFILE") or None
+    if chosen:
+        merged = _deep_merge(merged, {**profile_overrides(chosen, root), "profile": chosen})
     return Settings(**_deep_merge(merged, {**overrides, "env": name}))
+
+
+PROFILES_DIR = Path("environments") / "profiles"
+"""Where profiles live in a checkout (``<name>.toml``)."""
+
+
+def available_profiles(root: Path | None = None) -> list[str]:
+    """Names of the profiles in the checkout (``environments/profiles/*.toml``)."""
+    root = root or find_project_root()
+    folder = (root / PROFILES_DIR) if root else None
+    return sorted(p.stem for p in folder.glob("*.toml")) if folder and folder.is_dir() else []
+
+
+def profile_overrides(name: str, root: Path | None = None) -> dict[str, Any]:
+    """The settings a profile sets, ready for ``load_settings(env, **overrides)``.
+
+    Raises:
+        ValueError: No such profile (the message lists those that exist).
+    """
+    root = root or find_project_root()
+    path = root / PROFILES_DIR / f"{name}.toml" if root else None
+    if path is None or not path.is_file():
+        raise ValueError(f"unknown profile {name!r}; known: {available_profiles(root)} (environments/profiles/)")
+    with path.open("rb") as handle:
+        return tomllib.load(handle)
 
 
 def _has_env_overrides() -> bool:

@@ -59,3 +59,28 @@ def test_project_root_and_jars_dir_are_found() -> None:
     root = find_project_root()
     assert root is not None and (root / "pyproject.toml").is_file()
     assert load_settings("local").resolved_jars_dir() == root / ".cache" / "jars"
+
+
+def test_a_profile_is_recorded_and_passed_to_the_processes_the_supervisor_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lambdarec.serving.service import RecommenderService
+    from lambdarec.stream.service import PusherService
+
+    monkeypatch.delenv("LAMBDAREC_PROFILE", raising=False)
+    plain = load_settings("local", state_dir=tmp_path)
+    assert plain.profile is None and plain.kafka.brokers == 1
+    assert "LAMBDAREC_PROFILE" not in RecommenderService(plain).environment()
+
+    chosen = load_settings("local", profile="cluster", state_dir=tmp_path)
+    assert chosen.profile == "cluster" and chosen.kafka.brokers == 3 and chosen.online_store == "redis"
+    for service in (RecommenderService(chosen), PusherService(chosen, "127.0.0.1:9092")):
+        assert service.environment()["LAMBDAREC_PROFILE"] == "cluster"
+
+    # What a child process started with that environment loads: the same profile, and the
+    # caller's explicit values still win over it.
+    monkeypatch.setenv("LAMBDAREC_PROFILE", "cluster")
+    child = load_settings("local", state_dir=tmp_path, kafka={"brokers": 1, "replication_factor": 1})
+    assert child.profile == "cluster" and child.online_store == "redis" and child.kafka.brokers == 1
+    with pytest.raises(ValueError, match="unknown profile 'nope'; known: \\['cluster'\\]"):
+        load_settings("local", profile="nope")

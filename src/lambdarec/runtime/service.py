@@ -103,8 +103,15 @@ class ManagedService(ABC):
         """The argv that runs the engine in the foreground."""
 
     def environment(self) -> dict[str, str]:
-        """Environment variables for the engine process."""
-        return dict(os.environ)
+        """Environment variables for the engine process (ours, with the settings' profile).
+
+        A process of ours started with a profile (``lambdarec --profile cluster``) loads the same
+        profile: the pusher then writes to the profile's online store, the recommender reads it.
+        """
+        env = dict(os.environ)
+        if self.settings.profile:
+            env["LAMBDAREC_PROFILE"] = self.settings.profile
+        return env
 
     def working_dir(self) -> Path:
         """Working directory of the engine process."""

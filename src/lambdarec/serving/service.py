@@ -9,7 +9,6 @@ fallbacks before a model is loaded, and ``/readyz`` says when the models serve.
 
 from __future__ import annotations
 
-import os
 import sys
 import urllib.error
 import urllib.request
@@ -78,7 +77,7 @@ class RecommenderService(ManagedService):
 
     def environment(self) -> dict[str, str]:
         """The settings as ``LAMBDAREC_*`` variables (the service loads them), quiet BentoML telemetry."""
-        env = dict(os.environ)
+        env = super().environment()
         env.update(
             {
                 "LAMBDAREC_ENV": self.settings.env,
