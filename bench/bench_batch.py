@@ -23,6 +23,7 @@ import argparse
 import json
 import platform
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -252,6 +253,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "driver_memory": args.driver_memory,
         },
         "goal": "each stage <= 300 s at 10M events; the daily incremental run <= 60 s (issue 16)",
+        "command": "bench/bench_batch.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "runs": runs,
         "growth": growth,
     }
