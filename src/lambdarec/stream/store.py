@@ -22,5 +22,5 @@ def open_store(repo: Path | None = None, *, env: str | None = None, state_dir: P
     from lambdarec.featurestore.store import open_store as open_project_store
     from lambdarec.settings import load_settings
 
-    overrides = {"state_dir": state_dir} if state_dir is not None else {}
-    return open_project_store(load_settings(env, **overrides))
+    settings = load_settings(env) if state_dir is None else load_settings(env, state_dir=state_dir)
+    return open_project_store(settings)
