@@ -155,8 +155,25 @@ DEMO_EVENTS = 3_000
 
 
 @pytest.mark.timeout(2400)  # a replay, an in-process batch and three spark-submits; many minutes at high load
+@pytest.fixture()
+def own_kafka_bootstrap(tmp_path: Path) -> Iterator[str]:
+    """A broker of this test's own: the batch path reads the fixed ``clicks`` topic, and the session's
+    broker's ``clicks`` belongs to the DAG tests (they count its events)."""
+    from lambdarec.runtime.kafka import KafkaService
+
+    settings = load_settings("local", state_dir=tmp_path / "kafka")
+    supervisor = Supervisor(settings, [KafkaService(settings)])
+    supervisor.up()
+    try:
+        endpoint = supervisor.endpoint("kafka")
+        assert endpoint is not None
+        yield endpoint
+    finally:
+        supervisor.down()
+
+
 def test_the_demos_data_through_the_clustered_daily_batch_gives_the_single_process_gold(
-    spark_cluster: tuple[Settings, Supervisor], master_url: str, kafka_bootstrap: str, tmp_path: Path
+    spark_cluster: tuple[Settings, Supervisor], master_url: str, own_kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     """Kafka → ingest_bronze → build_silver → build_gold as the daily DAG submits them to ``spark://`` gives
     the gold of the demo's in-process batch (``run_batch`` on local[2]) over the same Kafka topic."""
@@ -166,6 +183,7 @@ def test_the_demos_data_through_the_clustered_daily_batch_gives_the_single_proce
     from lambdarec.demo import replay_dataset, synthetic_dataset
     from lambdarec.replay import ReplaySpeed
 
+    kafka_bootstrap = own_kafka_bootstrap
     supervisor = spark_cluster[1]
     kafka = {"bootstrap_servers": kafka_bootstrap}
     single = load_settings("local", state_dir=tmp_path / "single", kafka=kafka)
