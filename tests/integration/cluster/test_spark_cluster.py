@@ -154,7 +154,6 @@ DEMO_EVENTS = 3_000
 """The demo's synthetic shop (its generator and seed: ``lambdarec.demo.synthetic_dataset``), shrunk."""
 
 
-@pytest.mark.timeout(2400)  # a replay, an in-process batch and three spark-submits; many minutes at high load
 @pytest.fixture()
 def own_kafka_bootstrap(tmp_path: Path) -> Iterator[str]:
     """A broker of this test's own: the batch path reads the fixed ``clicks`` topic, and the session's
@@ -172,6 +171,7 @@ def own_kafka_bootstrap(tmp_path: Path) -> Iterator[str]:
         supervisor.down()
 
 
+@pytest.mark.timeout(2400)  # a replay, an in-process batch and three spark-submits; many minutes at high load
 def test_the_demos_data_through_the_clustered_daily_batch_gives_the_single_process_gold(
     spark_cluster: tuple[Settings, Supervisor], master_url: str, own_kafka_bootstrap: str, tmp_path: Path
 ) -> None:
