@@ -316,7 +316,18 @@ def run_one(spec: str, state_dir: Path, args: argparse.Namespace) -> dict[str, A
         out = Path(args.embeddings_out)
         out.parent.mkdir(parents=True, exist_ok=True)
         queries = recommender.retrieval.query_embeddings(split_holder["split"].test)
-        np.savez(out, items=recommender.index_vectors, queries=queries)
+        # index_vectors: the items the batch layer knows (those with events); bench_retrieval.py
+        # embeds the rest of a catalogue from content with the bundle saved beside the npz.
+        np.savez(
+            out,
+            items=recommender.index_vectors,
+            item_ids=np.asarray(recommender.index_ids, dtype=str),
+            vocab_items=recommender.vocab.n_items - 1,
+            queries=queries,
+        )
+        from lambdarec.models.bundle import save_bundle
+
+        save_bundle(recommender, out.with_suffix(".bundle"))
 
     figures = result.to_dict()
     training = figures["training"]
@@ -650,8 +661,8 @@ def main(argv: list[str] | None = None) -> int:
         command += ["--sequence-encoder", args.sequence_encoder] if args.sequence_encoder else []
         command += ["--two-tower-epochs", str(args.two_tower_epochs)] if args.two_tower_epochs else []
         command += ["--two-tower-patience", str(args.two_tower_patience)] if args.two_tower_patience else []
-        if key == "synthetic" and block == "after":
-            command += ["--embeddings-out", str(EMBEDDINGS)]
+        if key == "synthetic" and (block == "after" or args.embeddings_out):
+            command += ["--embeddings-out", str(args.embeddings_out or EMBEDDINGS)]
         print(f"=== {key}: {spec} (load {os.getloadavg()})", flush=True)
         code = subprocess.call(command)
         if code or not out.exists():
