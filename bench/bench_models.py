@@ -385,6 +385,10 @@ def run_one(spec: str, state_dir: Path, args: argparse.Namespace) -> dict[str, A
             "train_budget_s": args.train_budget,
             "max_test": args.max_test,
             "torch_threads": 2,
+            # The two-tower sets its own intra-op threads while it trains (TwoTowerConfig.train_threads).
+            "two_tower_train_threads": config.two_tower.train_threads,
+            "two_tower_batch_size": config.two_tower.batch_size,
+            "two_tower_temperature": config.two_tower.temperature,
             "sequence_encoder_asked": config.two_tower.sequence_encoder,
             "two_tower_epochs": config.two_tower.epochs,
             "two_tower_patience": config.two_tower.patience,

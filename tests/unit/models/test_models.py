@@ -27,6 +27,22 @@ def test_two_tower_shapes_and_loss_goes_down(tiny_split: Any) -> None:
     assert (np.diff(scores, axis=1) <= 1e-6).all()
 
 
+def test_two_tower_trains_on_its_own_thread_count_and_restores_the_callers(tiny_split: Any) -> None:
+    seen: list[int] = []
+    before = torch.get_num_threads()
+    model = TwoTowerModel(tiny_split.catalogue, TwoTowerConfig(dim=16, hidden=32, epochs=1, batch_size=128))
+    model.fit(tiny_split.train, progress=lambda *_: seen.append(torch.get_num_threads()))
+    assert seen and set(seen) == {1}  # TwoTowerConfig.train_threads: one intra-op thread by default
+    assert torch.get_num_threads() == before
+
+
+def test_two_tower_embeddings_start_small_and_the_unknown_row_at_zero(tiny_split: Any) -> None:
+    net = TwoTowerModel(tiny_split.catalogue, TwoTowerConfig(dim=16, hidden=32)).net
+    ids = net.item_ids.weight.detach()
+    assert float(ids[1:].std()) < 0.1  # embedding_init_std: a rare id must not drown its content
+    assert torch.count_nonzero(ids[PAD]) == 0
+
+
 def test_cold_start_item_gets_a_content_embedding(tiny_split: Any) -> None:
     model = TwoTowerModel(tiny_split.catalogue, TwoTowerConfig(dim=16, hidden=32, epochs=1, batch_size=256))
     model.fit(tiny_split.train)
