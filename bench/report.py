@@ -239,6 +239,83 @@ def stream_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> Section:
     files = sorted(name for name, (_, doc) in docs.items() if str(doc.get("benchmark", "")).startswith("stream"))
     op_rate, goal_rate, _, rate_src = ISSUE_GOALS["stream_sustained_events_per_s"]
     op_fresh, goal_fresh, _, fresh_src = ISSUE_GOALS["stream_freshness_p99_ms"]
+
+    def sustained_figures(area: str, doc: dict[str, Any], name: str, job: str, full: bool, when: str) -> list[Figure]:
+        """The sustained rate of ``bench_stream.py --sustained`` and the freshness at it, with the rate ladder."""
+        block = doc["sustained"]
+        seconds = (doc.get("workload") or {}).get("seconds_per_rate", 60)
+        rate = block.get("events_per_s")
+        ladder = [r for r in block.get("ladder", []) if isinstance(r, dict)]
+        rungs = "; ".join(
+            f"{fmt(r.get('rate'))}/s {'kept' if r.get('kept') else 'not kept'} (lag "
+            f"{'bounded' if r.get('lag_bounded') else 'growing'}, freshness p50/p99 "
+            f"{fmt(r.get('freshness_p50_ms'))}/{fmt(r.get('freshness_p99_ms'))} ms, "
+            f"Flink {fmt(r.get('flink_cores'))} cores, load {fmt(r.get('load_1m_mean'), 1)})"
+            for r in ladder
+        )
+        profile = str((doc.get("profile") or {}).get("summary") or "")
+        command = str(doc.get("command") or f"{PY} bench/bench_stream.py --sustained")
+        load = first_load(block) if block.get("load_1m_mean") is not None else NOT_RECORDED
+        if load == NOT_RECORDED and ladder:
+            loads = [float(r["load_1m_mean"]) for r in ladder if isinstance(r.get("load_1m_mean"), int | float)]
+            load = f"mean {fmt(min(loads), 1)}–{fmt(max(loads), 1)} over the rates" if loads else NOT_RECORDED
+        status = judge(rate, op_rate, goal_rate) if full else NOT_COMPARABLE
+        shown = ""
+        if rate is None and ladder:
+            status = NOT_MET if full else NOT_COMPARABLE
+            shown = f"< {fmt(min(r.get('rate', 0) for r in ladder))} events/s"
+        figures = [
+            Figure(
+                area,
+                f"sustained rate, {job}: a producer at a fixed rate for ≥ {fmt(seconds)} s, lag bounded, "
+                "freshness p99 ≤ 1 s",
+                rate,
+                "events/s",
+                status,
+                name,
+                shown=shown,
+                goal=goal_text(op_rate, goal_rate, "events/s"),
+                goal_source=rate_src,
+                meaning=(
+                    f"{doc.get('criteria', '')}. Issue 16's workload (20k live sessions, 7k users, 50k items, 300 "
+                    f"categories, late and duplicate events). Ladder: {rungs}"
+                    + (
+                        f". Lowest rate not kept: {fmt(block.get('lowest_failed_events_per_s'))} events/s"
+                        if block.get("lowest_failed_events_per_s")
+                        else ""
+                    )
+                    + (f". Profile: {profile}" if profile else "")
+                ),
+                command=command,
+                measured_at=when,
+                load_1m=load,
+            )
+        ]
+        if rate is not None:
+            figures.append(
+                Figure(
+                    area,
+                    f"freshness p99, {job}, at the sustained {fmt(rate)} events/s",
+                    block.get("freshness_p99_ms"),
+                    "ms",
+                    judge(block.get("freshness_p99_ms"), op_fresh, goal_fresh),
+                    name,
+                    goal=goal_text(op_fresh, goal_fresh, "ms"),
+                    goal_source=fresh_src,
+                    meaning=(
+                        f"online store read shows a probed on-time event − its produce time; p50 "
+                        f"{fmt(block.get('freshness_p50_ms'))} ms; Flink "
+                        f"{fmt(block.get('flink_cpu_s_per_1k_events'))} and pusher "
+                        f"{fmt(block.get('pusher_cpu_s_per_1k_events'))} CPU-s per 1k events. At the sustained "
+                        "rate, not at the goal's 20k events/s"
+                    ),
+                    command=command,
+                    measured_at=when,
+                    load_1m=load,
+                )
+            )
+        return figures
+
     sustained = False
     for name in files:
         path, doc = docs[name]
@@ -301,6 +378,8 @@ def stream_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> Section:
                     load_1m=first_load(freshness),
                 )
             )
+        if isinstance(doc.get("sustained"), dict):
+            section.figures.extend(sustained_figures(section.area, doc, name, job, full, when))
         if recovery:
             section.figures.append(
                 Figure(
