@@ -35,6 +35,7 @@ import multiprocessing as mp
 import os
 import platform
 import re
+import shlex
 import sys
 import tempfile
 import time
@@ -539,6 +540,24 @@ def best_per_clients(indexes: list[dict[str, Any]], counts: list[int]) -> dict[s
     return out
 
 
+def highest_recall(indexes: list[dict[str, Any]], counts: list[int]) -> dict[str, Any]:
+    """Per client count: the setting with the highest recall (what the sweep reached when none meets the goal)."""
+    out: dict[str, Any] = {}
+    for n in counts:
+        runs = [(ix, r) for ix in indexes for r in ix["runs"] if str(n) in r["by_clients"]]
+        if not runs:
+            continue
+        ix, run = max(runs, key=lambda c: c[1]["by_clients"][str(n)]["recall_at_100"])
+        fig = run["by_clients"][str(n)]
+        out[str(n)] = {
+            "index_type": ix["index_type"],
+            "build_params": ix["build_params"],
+            "search_params": run["params"],
+            **{k: fig.get(k) for k in ("recall_at_100", "p50_ms", "p99_ms", "queries_per_s", "load_1m_mean")},
+        }
+    return out
+
+
 def run_trained(args: argparse.Namespace) -> int:
     """The trained-catalogue run: sweep, concurrency, profile; writes ``args.out``."""
     from lambdarec.runtime.milvus import MilvusService
@@ -547,6 +566,7 @@ def run_trained(args: argparse.Namespace) -> int:
     from lambdarec.settings import load_settings
 
     started_all = time.monotonic()
+    args.previous = json.loads(args.out.read_text()) if args.append and args.out.exists() else None
     vectors, all_queries, made = trained_catalogue(args.embeddings, args.items, args.catalogue_seed)
     queries = all_queries[: args.queries]
     provenance = (
@@ -561,7 +581,8 @@ def run_trained(args: argparse.Namespace) -> int:
     kth = kth_scores(vectors, queries, truth)
     rows_as_bytes = np.ascontiguousarray(vectors).view(np.dtype((np.void, vectors.shape[1] * 4))).ravel()
     made["distinct_vectors"] = int(len(np.unique(rows_as_bytes)))
-    sweep = [s for s in TRAINED_SWEEP if s[0] in args.index_types]
+    plan = [(t, b, list(x)) for t, b, x in json.loads(args.sweep)] if args.sweep else TRAINED_SWEEP
+    sweep = [s for s in plan if s[0] in args.index_types]
     indexes: list[dict[str, Any]] = []
     profile: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -588,24 +609,25 @@ def run_trained(args: argparse.Namespace) -> int:
             print(f"inserted {len(vectors):,} in {insert_s:.0f} s (load {insert_load})", flush=True)
             clients = Clients(uri, max(args.clients))
             # The profile's floor, first (nothing else loaded): the same call over 1,000 vectors (FLAT).
-            tiny = "bench_floor"
-            floor_truth = exact_top_k(vectors[:1000], queries, args.k)
-            create_filled(client, tiny, vectors[:1000])
-            build_index(client, tiny, "FLAT", {})
-            profile["floor_1000_vectors_flat"] = measure_setting(
-                clients,
-                args.clients,
-                tiny,
-                "FLAT",
-                {},
-                queries,
-                floor_truth,
-                args.k,
-                metrics_url,
-                vectors[:1000],
-                kth_scores(vectors[:1000], queries, floor_truth),
-            )
-            client.drop_collection(tiny)
+            tiny = "bench_floor" if not args.no_floor else ""
+            if tiny:
+                floor_truth = exact_top_k(vectors[:1000], queries, args.k)
+                create_filled(client, tiny, vectors[:1000])
+                build_index(client, tiny, "FLAT", {})
+                profile["floor_1000_vectors_flat"] = measure_setting(
+                    clients,
+                    args.clients,
+                    tiny,
+                    "FLAT",
+                    {},
+                    queries,
+                    floor_truth,
+                    args.k,
+                    metrics_url,
+                    vectors[:1000],
+                    kth_scores(vectors[:1000], queries, floor_truth),
+                )
+                client.drop_collection(tiny)
             for index_type, build_params, searches in sweep:
                 load = LoadSampler().start()
                 print(f"=== {index_type} {build_params}: building", flush=True)
@@ -710,13 +732,24 @@ def _write_trained(
     profile: dict[str, Any],
     started_all: float,
 ) -> None:
+    command = shlex.join([".venv/bin/python", "bench/bench_retrieval.py", *sys.argv[1:]])
+    commands = [command]
+    previous = getattr(args, "previous", None)
+    if previous:
+        # Another sweep over the same vectors: its index entries join the earlier run's (read at its start).
+        if previous.get("how_the_vectors_were_made", {}).get("distinct_vectors") != made.get("distinct_vectors"):
+            raise SystemExit(f"{args.out} holds other vectors; not appending")
+        commands = [*previous.get("commands", [previous.get("command")]), command]
+        indexes = previous.get("indexes", []) + [{**e, "run": len(commands), "command": command} for e in indexes]
+        profile = {**previous.get("profile", {}), **profile}
     best = best_per_clients(indexes, args.clients)
     doc = {
         "benchmark": "retrieval",
         "vectors": "trained",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
-        "command": " ".join([".venv/bin/python", "bench/bench_retrieval.py", *sys.argv[1:]]),
+        "command": commands[0],
+        "commands": commands,
         "items": len(vectors),
         "trained_items": len(vectors),
         "jittered_items": 0,
@@ -737,6 +770,7 @@ def _write_trained(
         "indexes": indexes,
         "goal": f"p99 <= {GOAL_P99_MS:g} ms at recall@100 >= {GOAL_RECALL} vs exact search, 1 and 4 concurrent clients",
         "best_by_clients": best,
+        "highest_recall_by_clients": highest_recall(indexes, args.clients),
         "goal_met": bool(best) and all(b is not None and b["meets_goal"] for b in best.values()),
         "profile": profile,
         "wall_s": time.monotonic() - started_all,
@@ -906,6 +940,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catalogue-seed", type=int, default=42, help="trained: the generator seed of the catalogue")
     parser.add_argument("--provenance", type=Path, help="trained: bench_models.py's --out JSON of the training run")
     parser.add_argument("--profile-notes", nargs="*", help="trained: conclusions written into the JSON's profile")
+    parser.add_argument("--sweep", help="trained: JSON [[index type, build params, [search params...]], ...]")
+    parser.add_argument("--append", action="store_true", help="trained: add this sweep's indexes to --out's")
+    parser.add_argument("--no-floor", action="store_true", help="trained: skip the 1,000-vector floor")
     parser.add_argument("--renote", action="store_true", help="trained: rewrite --out's profile notes, measure nothing")
     parser.add_argument("--clients", type=int, nargs="+", default=[1], help="trained: concurrent client counts")
     parser.add_argument("--index-types", nargs="*", default=["HNSW", "IVF_FLAT", "IVF_SQ8"])
@@ -916,6 +953,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.vectors == "trained" and args.renote:
         doc = json.loads(args.out.read_text())
+        # The derived parts only (best per client count, highest recall, the notes), from the measured figures.
+        counts = doc.get("clients", args.clients)
+        doc["best_by_clients"] = best_per_clients(doc["indexes"], counts)
+        doc["highest_recall_by_clients"] = highest_recall(doc["indexes"], counts)
+        best = doc["best_by_clients"].values()
+        doc["goal_met"] = bool(best) and all(b is not None and b["meets_goal"] for b in best)
         doc["profile"]["notes"] = profile_notes(doc) + (args.profile_notes or [])
         args.out.write_text(json.dumps(doc, indent=2) + "\n")
         print("\n".join(doc["profile"]["notes"]))

@@ -705,7 +705,19 @@ def _trained_retrieval_figure(area: str, name: str, path: Path, doc: dict[str, A
         b = best.get(n)
         who = f"{n} client{'s' if n != '1' else ''}"
         if not b:
-            parts.append(f"{who}: no setting reached recall@100 {goal_text(op_rec, goal_rec, '')}")
+            top = (doc.get("highest_recall_by_clients") or {}).get(n)
+            parts.append(
+                f"{who}: no setting reached recall@100 {goal_text(op_rec, goal_rec, '')}"
+                + (
+                    f" (highest {fmt(top['recall_at_100'], 3)}: {top['index_type']} "
+                    + ", ".join(f"{k}={v}" for k, v in {**top["build_params"], **top["search_params"]}.items())
+                    + f", p50 {fmt(top['p50_ms'])} / p99 {fmt(top['p99_ms'])} ms)"
+                    if top
+                    else ""
+                )
+            )
+            if top and top.get("load_1m_mean") is not None:
+                loads.append(f"{who}: mean {fmt(top['load_1m_mean'], 1)}")
             continue
         params = ", ".join(f"{k}={v}" for k, v in {**b.get("build_params", {}), **b.get("search_params", {})}.items())
         parts.append(
@@ -722,7 +734,8 @@ def _trained_retrieval_figure(area: str, name: str, path: Path, doc: dict[str, A
         f"trained vectors, no jittered copies: all {fmt(doc.get('items'))} catalogue items embedded by a two-tower "
         f"trained on {fmt(made.get('events'))} synthetic events over a {fmt(made.get('catalogue_items'))}-item "
         f"catalogue ({fmt(made.get('items_seen_in_training_embedded_with_id'))} items seen in training, embedded "
-        f"with their id; {fmt(made.get('items_embedded_from_content_only'))} from content only; dim {doc.get('dim')})"
+        f"with their id; {fmt(made.get('items_embedded_from_content_only'))} from content only; "
+        f"{fmt(made.get('distinct_vectors'))} distinct vectors; dim {doc.get('dim')})"
     )
     notes = (doc.get("profile") or {}).get("notes") or []
     return Figure(
@@ -737,10 +750,11 @@ def _trained_retrieval_figure(area: str, name: str, path: Path, doc: dict[str, A
         "1 and 4 clients",
         goal_source=src_p99,
         meaning=f"{vectors}; {fmt(doc.get('queries'))} held-out queries; {doc.get('client_model', '')}; recall "
-        "against exact search" + (f". Profile: {' '.join(notes)}" if notes else ""),
-        command=str(
-            doc.get("command") or f"{PY} bench/bench_retrieval.py --vectors trained --out bench/results/{name}"
-        ),
+        "against exact search" + (f". Profile: {' '.join(dict.fromkeys([notes[0], notes[-1]]))}" if notes else ""),
+        command=" ; then ".join(
+            [*made.get("training_commands", []), *(doc.get("commands") or [doc.get("command") or ""])]
+        )
+        or f"{PY} bench/bench_retrieval.py --vectors trained --out bench/results/{name}",
         measured_at=measured_at(doc, path),
         load_1m="; ".join(loads) + " (sampled while it ran)" if loads else NOT_RECORDED,
     )
