@@ -742,12 +742,19 @@ def _write_trained(
         commands = [*previous.get("commands", [previous.get("command")]), command]
         indexes = previous.get("indexes", []) + [{**e, "run": len(commands), "command": command} for e in indexes]
         profile = {**previous.get("profile", {}), **profile}
+    import psutil
+
     best = best_per_clients(indexes, args.clients)
     doc = {
         "benchmark": "retrieval",
         "vectors": "trained",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30),
+        },
         "command": commands[0],
         "commands": commands,
         "items": len(vectors),
