@@ -539,9 +539,15 @@ def render_markdown(doc: dict[str, Any]) -> str:
         ]
         total = t["total"]
         load = f"{total['load_1m_mean']:.1f} / {total['load_1m_max']:.1f}" if "load_1m_mean" in total else "–"
+        # A run on a reused lake (--reuse-lake) did not run the batch layer: say so, not "0 s".
+        batch_cell = (
+            f"{bl.get('wall_s', 0):.0f} / {bl.get('cpu_s', 0):.0f} "
+            f"({st.get('bronze', 0):.0f} / {st.get('silver', 0):.0f} / {st.get('gold', 0):.0f})"
+            if bl.get("wall_s") or st
+            else "lake reused, not rerun"
+        )
         lines.append(
-            f"| {name} | {bl.get('wall_s', 0):.0f} / {bl.get('cpu_s', 0):.0f} "
-            f"({st.get('bronze', 0):.0f} / {st.get('silver', 0):.0f} / {st.get('gold', 0):.0f}) "
+            f"| {name} | {batch_cell} "
             f"| {read_cells}; {feast['total']['rows_per_s'] or 0:,.0f} rows/s "
             f"| {fits[0]} | {fits[1]} | {total['wall_s']:.0f} / {total['cpu_s']:.0f} | {load} |"
         )
