@@ -566,6 +566,24 @@ def run_trained(args: argparse.Namespace) -> int:
     from lambdarec.settings import load_settings
 
     started_all = time.monotonic()
+
+    def write() -> None:
+        """The JSON with what has been measured so far (after each index, and at the end)."""
+        _write_trained(
+            args,
+            vectors,
+            queries,
+            made,
+            provenance,
+            exact_s,
+            insert_s,
+            insert_load,
+            rss_idle,
+            indexes,
+            profile,
+            started_all,
+        )
+
     args.previous = json.loads(args.out.read_text()) if args.append and args.out.exists() else None
     vectors, all_queries, made = trained_catalogue(args.embeddings, args.items, args.catalogue_seed)
     queries = all_queries[: args.queries]
@@ -669,40 +687,14 @@ def run_trained(args: argparse.Namespace) -> int:
                 print(f"  client call profile: {entry['client_call_profile']}", flush=True)
                 indexes.append(entry)
                 with suppress_errors():
-                    _write_trained(
-                        args,
-                        vectors,
-                        queries,
-                        made,
-                        provenance,
-                        exact_s,
-                        insert_s,
-                        insert_load,
-                        rss_idle,
-                        indexes,
-                        profile,
-                        started_all,
-                    )
+                    write()
             client.drop_collection(name)
             client.close()
         finally:
             if clients is not None:
                 clients.close()
             supervisor.down()
-    _write_trained(
-        args,
-        vectors,
-        queries,
-        made,
-        provenance,
-        exact_s,
-        insert_s,
-        insert_load,
-        rss_idle,
-        indexes,
-        profile,
-        started_all,
-    )
+    write()
     return 0
 
 
