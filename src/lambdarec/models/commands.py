@@ -169,9 +169,13 @@ def evaluate_version_on_split(tracking_uri: str, version: str, split: Any, sourc
     """Score a registered version's serving bundle on a split's test window (no training).
 
     What the promotion gate compares: the champion on the challenger's own test window, so both
-    numbers come from the same examples and the same feature reads. Metric names are those of the
-    challenger's MLflow run (``two-stage.recall_at_20``, ...); targets are coded in the champion's
-    vocabulary (an item it never saw is a miss, as it would be when serving).
+    numbers come from the same examples, the same feature reads and the same item index. The
+    champion's bundle holds its *served* index (every item the batch layer knew when it was
+    registered, items first seen in this test window included); its item tower re-embeds the
+    split's items instead (those known before the cut, which the challenger was scored against),
+    so a model re-scored on its own window scores exactly what its run logged. Metric names are
+    those of the challenger's MLflow run (``two-stage.recall_at_20``, ...); targets are coded in
+    the champion's vocabulary (an item it never saw is a miss, as it would be when serving).
 
     Returns:
         ``{"version": ..., "examples": n, "metrics": {name: value}}``.
@@ -185,6 +189,8 @@ def evaluate_version_on_split(tracking_uri: str, version: str, split: Any, sourc
 
     with tempfile.TemporaryDirectory(prefix="lambdarec-champion-") as tmp:
         champion = load_bundle(download_bundle(tracking_uri, version, Path(tmp)))
+    if split.items.get("item_id"):
+        champion.build_index(split.items)
     items, _, _ = champion.rank(split.test, source, k)
     targets = champion.vocab.codes([str(t) for t in split.test.target_id])
     prefix = PIPELINE_ROW.split(" ")[0]
