@@ -120,8 +120,10 @@ def bronze_from_parquet(spark: Any, events_path: Path, bronze_dir: Path, *, new_
     return int(events.count())
 
 
-def run_size(n_events: int, workdir: Path, shuffle_partitions: int, driver_memory: str) -> dict[str, Any]:
-    """Generate, then time bronze, silver and gold for one size."""
+def run_size(
+    n_events: int, workdir: Path, shuffle_partitions: int, driver_memory: str, *, keep: bool = False
+) -> dict[str, Any]:
+    """Generate, then time bronze, silver and gold for one size; ``keep`` leaves the lake in ``workdir``."""
     from lambdarec.batch.bronze import bronze_dates
     from lambdarec.batch.gold import build_gold
     from lambdarec.batch.lake import Lake
@@ -196,7 +198,8 @@ def run_size(n_events: int, workdir: Path, shuffle_partitions: int, driver_memor
                 )
     finally:
         spark.stop()
-        shutil.rmtree(lake.root, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(lake.root, ignore_errors=True)
         events_path.unlink(missing_ok=True)
     result["bronze_to_gold_s"] = round(sum(s["seconds"] for s in result["stages"].values()), 1)
     incremental = result["daily_incremental"]
@@ -205,6 +208,49 @@ def run_size(n_events: int, workdir: Path, shuffle_partitions: int, driver_memor
         f"{NEW_DAY} added to 30 days of history: its bronze ingest, silver of the dates it touches, gold of {NEW_DAY}"
     )
     return result
+
+
+def regold(lake_root: Path, shuffle_partitions: int, driver_memory: str) -> dict[str, Any]:
+    """Time the daily incremental run's gold stage again on a lake kept by ``--workdir``.
+
+    What a change to gold is measured with, without generating, ingesting and building silver
+    again (those stages do not change); the new day's silver is already in the kept lake.
+    """
+    from lambdarec.batch.gold import build_gold
+    from lambdarec.batch.lake import Lake
+    from lambdarec.batch.spark import build_spark
+
+    lake = Lake(lake_root)
+    if not (lake.silver / f"event_date={NEW_DAY}").is_dir():
+        raise SystemExit(f"{lake_root}: no silver for {NEW_DAY}; make the lake with --workdir first")
+    spark = build_spark(
+        "lambdarec-bench", master="local[2]", shuffle_partitions=shuffle_partitions, driver_memory=driver_memory
+    )
+    try:
+        with PeakMemory() as memory:
+            load = LoadSampler().start()
+            started = time.perf_counter()
+            detail = {
+                "date": NEW_DAY,
+                "date_events": _date_events(lake, NEW_DAY),
+                **build_gold(spark, lake, NEW_DAY).to_dict(),
+            }
+            seconds = time.perf_counter() - started
+            load.stop()
+            record = {
+                "seconds": round(seconds, 1),
+                "cpu_s": round(memory.cpu_s(), 1),
+                "load_avg_1m": round(psutil.getloadavg()[0], 1),
+                **load.summary(),
+                "peak_rss_mib": round(memory.peak_mib),
+                "detail": detail,
+            }
+    finally:
+        spark.stop()
+    print(
+        f"regold {NEW_DAY}: {seconds:.1f} s  cpu {record['cpu_s']} s  per table {detail['table_seconds']}", flush=True
+    )
+    return record
 
 
 def _previous(day: str) -> str:
@@ -226,11 +272,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--shuffle-partitions", type=int, default=8)
     parser.add_argument("--driver-memory", default="6g")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "batch.json")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="build the lakes here and keep them (lake-<events>/), so --regold can time gold again",
+    )
+    parser.add_argument(
+        "--regold",
+        type=Path,
+        metavar="LAKE",
+        help="only time the daily incremental run's gold stage again, on a lake kept by --workdir",
+    )
     args = parser.parse_args(argv)
+    if args.regold:
+        record = regold(args.regold, args.shuffle_partitions, args.driver_memory)
+        record["command"] = "bench/bench_batch.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        record["when"] = datetime.now(UTC).isoformat(timespec="seconds")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=2))
+        return record
     runs = []
-    with tempfile.TemporaryDirectory(prefix="lambdarec-bench-batch-") as tmp:
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
         for n in args.events:
-            runs.append(run_size(n, Path(tmp), args.shuffle_partitions, args.driver_memory))
+            runs.append(run_size(n, args.workdir, args.shuffle_partitions, args.driver_memory, keep=True))
+    else:
+        with tempfile.TemporaryDirectory(prefix="lambdarec-bench-batch-") as tmp:
+            for n in args.events:
+                runs.append(run_size(n, Path(tmp), args.shuffle_partitions, args.driver_memory))
     growth = {}
     if len(runs) > 1:
         small, large = runs[0], runs[-1]

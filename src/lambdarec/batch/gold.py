@@ -66,6 +66,8 @@ class GoldReport:
     date: str
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    table_seconds: dict[str, float] = field(default_factory=dict)
+    """Wall seconds per table's job (shared by the dates of a range): where gold's time goes."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -418,8 +420,11 @@ def build_gold_range(
     reports = {day: GoldReport(date=day) for day in ordered}
     try:
         for table, frame in tables.items():
+            table_started = time.monotonic()
             for day, rows in _write(frame, lake, table, ordered).items():
                 reports[day].rows[table] = rows
+            for report in reports.values():
+                report.table_seconds[table] = round(time.monotonic() - table_started, 2)
     finally:
         window.unpersist()
     elapsed = time.monotonic() - started
