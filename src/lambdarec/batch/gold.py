@@ -103,22 +103,21 @@ def user_history(events: DataFrame) -> DataFrame:
     by = [SNAPSHOT_DATE, names.USER_ID]
     known = events.where(F.col(names.USER_ID).isNotNull())
     kind = F.col("event_type")
-    # No distinct aggregate here: two of them in one aggregation make Spark expand every row three
-    # times; the distinct items come from ``latest`` below and the sessions from their own aggregate.
     base = known.groupBy(*by).agg(
         F.count("*").alias("user_events_30d"),
         _count_if(kind == "view").alias("user_views_30d"),
         _count_if(kind == "cart").alias("user_carts_30d"),
         _count_if(kind == "purchase").alias("user_purchases_30d"),
         F.coalesce(F.sum(F.when(kind == "purchase", F.col("price"))), F.lit(0.0)).alias("user_spend_30d"),
+        F.countDistinct(names.ITEM_ID).alias("user_distinct_items_30d"),
+        # The name predates the one-key rule: it counts the user's sessions (shop session ids).
+        F.countDistinct(SESSION_KEY).alias("user_visits_30d"),
         F.max("event_time").alias("user_last_event_ms"),
         F.first(SNAPSHOT_MS).alias(SNAPSHOT_MS),
     )
     base = base.withColumn(
         "user_days_since_last_event", (F.col(SNAPSHOT_MS) - F.col("user_last_event_ms")) / F.lit(DAY_MS)
     ).drop(SNAPSHOT_MS)
-    # The name predates the one-key rule: it counts the user's sessions (shop session ids).
-    visits = known.groupBy(*by).agg(F.countDistinct(SESSION_KEY).alias("user_visits_30d"))
     per_category = known.where(F.col("category").isNotNull()).groupBy(*by, "category").count()
     rank = Window.partitionBy(*by).orderBy(F.desc("count"), F.asc("category"))
     top = (
@@ -128,42 +127,22 @@ def user_history(events: DataFrame) -> DataFrame:
         .agg(F.array_sort(F.collect_list(F.struct("rank", "category"))).alias("ranked"))
         .select(*by, F.transform("ranked", lambda s: s["category"]).alias("user_top_categories"))
     )
-    # Each item at its latest occurrence, (time, id) breaking ties, so the list is deterministic; one
-    # row per distinct item, so the same aggregate counts them (count(item): nulls are not items).
+    # Each item at its latest occurrence, (time, id) breaking ties, so the list is deterministic.
     latest = known.groupBy(*by, names.ITEM_ID).agg(F.max(F.struct("event_time", "event_id")).alias("last"))
-    newest = F.slice(F.sort_array(F.collect_list(F.struct("last", names.ITEM_ID)), asc=False), 1, RECENT_USER_ITEMS)
+    newest_first = Window.partitionBy(*by).orderBy(F.desc("last"))
     recent = (
-        latest.groupBy(*by)
-        .agg(F.count(names.ITEM_ID).alias("user_distinct_items_30d"), F.array_sort(newest).alias("ordered"))
-        .select(
-            *by,
-            "user_distinct_items_30d",
-            F.transform("ordered", lambda s: s[names.ITEM_ID]).alias("user_recent_items_30d"),
-        )
+        latest.withColumn("rank", F.row_number().over(newest_first))
+        .where(F.col("rank") <= RECENT_USER_ITEMS)
+        .groupBy(*by)
+        .agg(F.array_sort(F.collect_list(F.struct("last", names.ITEM_ID))).alias("ordered"))
+        .select(*by, F.transform("ordered", lambda s: s[names.ITEM_ID]).alias("user_recent_items_30d"))
     )
     empty = F.array().cast("array<string>")
-    columns = [
-        *by,
-        "user_events_30d",
-        "user_views_30d",
-        "user_carts_30d",
-        "user_purchases_30d",
-        "user_spend_30d",
-        "user_distinct_items_30d",
-        "user_visits_30d",
-        "user_last_event_ms",
-        "user_days_since_last_event",
-        "user_top_categories",
-        "user_recent_items_30d",
-    ]
     return (
-        base.join(visits, by)
+        base.join(top, by, "left")
         .join(recent, by, "left")
-        .join(top, by, "left")
-        .withColumn("user_distinct_items_30d", F.coalesce(F.col("user_distinct_items_30d"), F.lit(0)).cast("long"))
         .withColumn("user_top_categories", F.coalesce(F.col("user_top_categories"), empty))
         .withColumn("user_recent_items_30d", F.coalesce(F.col("user_recent_items_30d"), empty))
-        .select(*columns)
     )
 
 
