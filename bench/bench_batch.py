@@ -254,17 +254,22 @@ def regold(lake_root: Path, shuffle_partitions: int, driver_memory: str) -> dict
     return record
 
 
+def machine() -> dict[str, Any]:
+    """Cores, memory and platform of this machine, for the result files."""
+    return {
+        "cpus": psutil.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30),
+        "platform": platform.platform(),
+    }
+
+
 def regold_document(lake_root: Path, base: Path | None, gold: dict[str, Any]) -> dict[str, Any]:
     """The JSON of a ``--regold`` run: the re-timed gold stage, the lake's size and the run it reuses."""
     size = re.search(r"lake-(\d+)$", lake_root.name)
     return {
         "benchmark": "batch",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": psutil.cpu_count(),
-            "memory_gib": round(psutil.virtual_memory().total / 2**30),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
         "events": int(size.group(1)) if size else None,
         "base": base.name if base else None,
         "what": f"gold of {NEW_DAY} re-timed on a kept lake, in a fresh Spark session (a cold JVM)",
@@ -335,11 +340,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "benchmark": "batch",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": psutil.cpu_count(),
-            "memory_gib": round(psutil.virtual_memory().total / 2**30),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
         "spark": {
             "master": "local[2]",
             "shuffle_partitions": args.shuffle_partitions,
