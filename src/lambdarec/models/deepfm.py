@@ -29,12 +29,20 @@ class DeepFMConfig:
         hidden: Widths of the deep part's layers.
         dropout: Dropout in the deep part.
         epochs: Maximum passes over the rows.
-        batch_size: Rows per step.
+        batch_size: Rows per step, at most (see ``min_steps_per_epoch``).
         lr: Adam learning rate.
         patience: Stop after this many epochs without a better validation loss.
         validation_fraction: Latest share of rows held out for the loss curve / early stop.
         max_train_seconds: Stop starting new epochs after this long (a budget on 2 CPU cores).
         seed: Initialisation and shuffling seed.
+        min_steps_per_epoch: A small training set gets a smaller batch (a power of two, down to
+            ``min_batch_size``) so that an epoch takes at least this many steps. Picked on REES46's
+            training window (the earlier 80% of its training examples train, the later 20% score):
+            at batch 4096 its ~7k ranker rows made 2 steps per epoch and 24 in all, and the ranker
+            barely left its prior (validation Recall@20 0.172, NDCG@10 0.074, AUC ~0.70); at 512
+            (15 steps) 0.216 / 0.101, at 256 (29 steps) 0.218 / 0.106, at 128 0.214 / 0.110.
+            Sets of ~90k rows and more (UCI, the synthetic shop) keep 4096.
+        min_batch_size: The smallest batch that rule may pick.
     """
 
     embedding_dim: int = 16
@@ -47,6 +55,16 @@ class DeepFMConfig:
     validation_fraction: float = 0.1
     max_train_seconds: float = 240.0
     seed: int = 0
+    min_steps_per_epoch: int = 16
+    min_batch_size: int = 32
+
+    def epoch_batch_size(self, rows: int) -> int:
+        """The batch for ``rows`` training rows: ``batch_size``, halved until an epoch has
+        ``min_steps_per_epoch`` steps (never below ``min_batch_size``)."""
+        batch = self.batch_size
+        while batch > self.min_batch_size and rows < self.min_steps_per_epoch * batch:
+            batch //= 2
+        return batch
 
 
 class DeepFM(nn.Module):
@@ -129,7 +147,8 @@ class DeepFMModel:
         y, w = torch.from_numpy(labels), torch.from_numpy(weights.astype(np.float32))
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.lr)
         rng = np.random.default_rng(self.config.seed)
-        bs = self.config.batch_size
+        bs = self.config.epoch_batch_size(split)
+        self.history.batch_size = bs
         steps = math.ceil(split / bs)
         stopping = EarlyStopping(self.net, self.history, self.config.patience, self.config.max_train_seconds)
         for epoch in range(self.config.epochs):

@@ -244,6 +244,7 @@ class TrainHistory:
         examples: Training examples used.
         sequence_encoder: The session encoder trained (``"mean"`` after a fallback).
         fallback: Why a requested sequence encoder was replaced by ``"mean"`` (empty: it was not).
+        batch_size: Rows per step the loop used (0: not recorded).
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -253,6 +254,7 @@ class TrainHistory:
     examples: int = 0
     sequence_encoder: str = "mean"
     fallback: str = ""
+    batch_size: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -417,6 +419,7 @@ class TwoTowerModel:
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
         rng = np.random.default_rng(self.config.seed)
         bs = self.config.batch_size
+        self.history.batch_size = bs
         steps = math.ceil(len(train_rows) / bs)
         stopping = EarlyStopping(self.net, self.history, self.config.patience, self.config.max_train_seconds)
         for epoch in range(self.config.epochs):

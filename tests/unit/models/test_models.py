@@ -78,3 +78,21 @@ def test_deepfm_learns_a_toy_rule_and_rejects_bad_input() -> None:
         model.fit(sparse, np.full_like(dense, np.nan), labels, np.ones(4000))
     with pytest.raises(ValueError, match="one class"):
         model.fit(sparse, dense, np.ones(4000), np.ones(4000))
+
+
+def test_deepfm_batch_shrinks_on_a_small_training_set_so_an_epoch_has_enough_steps() -> None:
+    config = DeepFMConfig(batch_size=4096, min_steps_per_epoch=16, min_batch_size=32)
+    assert config.epoch_batch_size(92_629) == 4096  # UCI-sized: unchanged
+    assert config.epoch_batch_size(8_014) == 256  # REES46-sized: 32 steps, not 2
+    assert config.epoch_batch_size(8_014) * 16 <= 8_014 < config.epoch_batch_size(8_014) * 2 * 16
+    assert config.epoch_batch_size(100) == 32  # never below the floor
+    assert DeepFMConfig(batch_size=16, min_batch_size=32).epoch_batch_size(10) == 16  # nor above the asked batch
+
+
+def test_deepfm_records_the_batch_it_trained_with() -> None:
+    rng = np.random.default_rng(1)
+    sparse, dense = rng.integers(0, 5, size=(600, 3)), rng.standard_normal((600, 2)).astype(np.float32)
+    labels = (sparse[:, 0] == 1).astype(np.float32)
+    model = DeepFMModel([5, 5, 5], 2, DeepFMConfig(embedding_dim=4, hidden=(8,), epochs=1, batch_size=4096))
+    history = model.fit(sparse, dense, labels, np.ones(600))
+    assert history.batch_size == 32 and history.to_dict()["batch_size"] == 32
