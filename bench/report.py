@@ -1146,7 +1146,11 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
                 if "train_both_s" in result:
                     train_s = result.get("train_both_s")
                 elif "two_tower_train_s" in training:
-                    train_s = training["two_tower_train_s"] + training.get("deepfm_train_s", 0)
+                    train_s = (
+                        training["two_tower_train_s"]
+                        + training.get("deepfm_train_s", 0)
+                        + training.get("two_tower_refit_s", 0)
+                    )
                 else:
                     train_s = None
                 at_goal = bool(events) and abs(events - goal_events) <= 0.05 * goal_events
@@ -1167,6 +1171,7 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
                             + (
                                 f": fit loops {fmt((timings.get('two_tower') or {}).get('loop_wall_s'))} s + "
                                 f"{fmt((timings.get('deepfm') or {}).get('loop_wall_s'))} s"
+                                + _refit_text(timings.get("two_tower") or {})
                                 if timings.get("two_tower")
                                 else ""
                             )
@@ -1348,6 +1353,16 @@ def _metric_cells(metrics: dict[str, Any]) -> list[str]:
     return [fmt(metrics.get(m), 4) for m in QUALITY_METRICS]
 
 
+def _refit_text(tower: dict[str, Any]) -> str:
+    """ ", then refit N epochs on every training example in S s" when the run refitted its two-tower."""
+    if not tower.get("refit_loop_wall_s"):
+        return ""
+    return (
+        f"; then refit {fmt(tower.get('refit_epochs'))} epochs on every training example in "
+        f"{fmt(tower.get('refit_loop_wall_s'))} s"
+    )
+
+
 def _tower_rows(result: dict[str, Any], label: str, source: str) -> list[list[str]]:
     """The two-tower alone and the two-stage rows of one bench_models run, with their training loops."""
     rows = {r["method"]: r for r in result.get("rows", [])}
@@ -1356,15 +1371,19 @@ def _tower_rows(result: dict[str, Any], label: str, source: str) -> list[list[st
     load = load_text(tower) or NOT_RECORDED
     out = []
     alone = rows.get("two-tower (retrieval only)")
+    refit_s = tower.get("refit_loop_wall_s") or 0
     if alone:
-        time = f"{fmt(tower.get('loop_wall_s'))} ({fmt(tower.get('epochs'))})"
+        time = f"{fmt(tower.get('loop_wall_s'))} ({fmt(tower.get('epochs'))})" + _refit_text(tower)
         cpu = fmt(tower.get("cpu_s_between_steps"))
         out.append([f"two-tower alone, {label}", *_metric_cells(alone), time, cpu, load, source])
     both = rows.get("two-stage (two-tower + DeepFM)")
     if both:
-        seconds = [v for v in (tower.get("loop_wall_s"), ranker.get("loop_wall_s")) if isinstance(v, int | float)]
+        seconds = [
+            v for v in (tower.get("loop_wall_s"), ranker.get("loop_wall_s"), refit_s) if isinstance(v, int | float)
+        ]
+        refit = f" + refit {fmt(tower.get('refit_epochs'))}" if refit_s else ""
         time = (
-            f"{fmt(sum(seconds))} ({fmt(tower.get('epochs'))} + {fmt(ranker.get('epochs'))}; two-tower + DeepFM)"
+            f"{fmt(sum(seconds))} ({fmt(tower.get('epochs'))} + {fmt(ranker.get('epochs'))}{refit}; two-tower + DeepFM)"
             if seconds
             else "–"
         )

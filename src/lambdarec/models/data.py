@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -348,3 +348,47 @@ def temporal_split(
         "cut_ms": cut,
     }
     return Split(cut, train_events, vocab, train, test, dataset_fingerprint(events), content, stats)
+
+
+def validation_split(split: Split, fraction: float = 0.2, max_examples: int | None = 5_000, seed: int = 0) -> Split:
+    """A split carved from ``split``'s past alone: where settings are chosen, never on the test side.
+
+    The latest ``fraction`` of the training examples become the "test" examples, the earlier ones
+    train; baselines fit on the events before that second cut. The vocabulary, the content rows and
+    the item index stay ``split``'s (items first seen in the validation window have ids no model
+    trained, so they are as cold as at test time), and a validation target first seen in that
+    window is a miss for every method, as an unseen test target is.
+
+    Args:
+        split: The temporal split whose training side is carved.
+        fraction: Latest share of the training examples held out for validation.
+        max_examples: Score at most this many validation examples (a seeded sample).
+        seed: Sampling seed.
+
+    Raises:
+        DatasetTooSmallError: Too few training examples to carve a validation window.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    train = split.train
+    if len(train) < 2 * MIN_TRAIN_EXAMPLES:
+        raise DatasetTooSmallError(f"{len(train)} training examples are too few to carve a validation window")
+    cut = int(train.time_ms[int(len(train) * (1.0 - fraction))])
+    first = int(np.searchsorted(train.time_ms, cut))
+    events = split.train_events[split.train_events["event_time"] < cut]
+    held = train.subset(np.arange(first, len(train)))
+    seen = set(events["item_id"].astype(str))
+    known = np.array([str(t) in seen for t in held.target_id], bool)
+    held = replace(held, target=np.where(known, held.target, PAD))
+    if max_examples is not None and len(held) > max_examples:
+        held = held.subset(np.sort(np.random.default_rng(seed).choice(len(held), max_examples, replace=False)))
+    stats = {
+        "train_events": len(events),
+        "train_examples": first,
+        "validation_examples": len(held),
+        "validation_unseen_target_share": float(np.mean(held.target == PAD)),
+        "cut_ms": cut,
+    }
+    return Split(
+        cut, events, split.catalogue, train.subset(np.arange(first)), held, split.fingerprint, split.items, stats
+    )

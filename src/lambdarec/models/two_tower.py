@@ -245,6 +245,9 @@ class TrainHistory:
         sequence_encoder: The session encoder trained (``"mean"`` after a fallback).
         fallback: Why a requested sequence encoder was replaced by ``"mean"`` (empty: it was not).
         batch_size: Rows per step the loop used (0: not recorded).
+        refit_epochs: Epochs of the refit on every example (0: the model was not refitted).
+        refit_examples: Examples the refit trained on.
+        refit_seconds: Wall time of the refit.
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -255,6 +258,9 @@ class TrainHistory:
     sequence_encoder: str = "mean"
     fallback: str = ""
     batch_size: int = 0
+    refit_epochs: int = 0
+    refit_examples: int = 0
+    refit_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -283,6 +289,7 @@ class EarlyStopping:
         """Record one epoch; True when training should stop."""
         self.history.train_loss.append(train_loss)
         self.history.validation_loss.append(validation_loss)
+        # A NaN loss (no rows held out, as in a refit) makes every epoch the best: the last one is kept.
         if validation_loss < self.best or not math.isfinite(self.best):
             self.best = validation_loss
             self.best_state = {k: t.clone() for k, t in self.net.state_dict().items()}
@@ -412,8 +419,46 @@ class TwoTowerModel:
         finally:
             torch.set_num_threads(threads)
 
+    def refit(
+        self, examples: Examples, epochs: int, progress: Callable[[str, int, int, float], None] | None = None
+    ) -> TrainHistory:
+        """Train a fresh copy on every example for a fixed number of epochs (no hold-out).
+
+        Used once validation has chosen the epoch count: the latest examples, which early stopping
+        held out, are the ones most like tomorrow's queries, so the served model learns from them too.
+        :attr:`history` stays the first fit's (its validation curve chose ``epochs``), with the
+        refit's epochs, examples and seconds added.
+
+        Args:
+            examples: Training examples in time order (unknown targets are dropped).
+            epochs: Passes over the examples (the first fit's best epoch + 1).
+            progress: Called as ``progress(stage, step, total, loss)`` for progress bars.
+        """
+        examples = examples.subset(examples.target != PAD)
+        selection = self.history
+        self.config = replace(self.config, epochs=max(1, epochs))
+        self.net = self._build()
+        self.history = TrainHistory(sequence_encoder=self.config.sequence_encoder)
+        threads = torch.get_num_threads()
+        if self.config.train_threads > 0:
+            torch.set_num_threads(self.config.train_threads)
+        try:
+            # No rows held out: the validation loss is NaN and EarlyStopping keeps the last epoch.
+            refitted = self._fit(examples, len(examples), progress, stage="two-tower refit")
+        finally:
+            torch.set_num_threads(threads)
+        selection.refit_epochs = len(refitted.train_loss)
+        selection.refit_examples = refitted.examples
+        selection.refit_seconds = refitted.seconds
+        self.history = selection
+        return selection
+
     def _fit(
-        self, examples: Examples, split: int, progress: Callable[[str, int, int, float], None] | None
+        self,
+        examples: Examples,
+        split: int,
+        progress: Callable[[str, int, int, float], None] | None,
+        stage: str = "two-tower",
     ) -> TrainHistory:
         train_rows, val_rows = np.arange(split), np.arange(split, len(examples))
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
@@ -440,7 +485,7 @@ class TwoTowerModel:
                 optimizer.step()
                 total += float(loss.detach()) * len(rows)
                 if progress:
-                    progress("two-tower", epoch * steps + step + 1, self.config.epochs * steps, float(loss.detach()))
+                    progress(stage, epoch * steps + step + 1, self.config.epochs * steps, float(loss.detach()))
             if stopping.end_epoch(epoch, total / max(len(train_rows), 1), self.validation_loss(examples, val_rows)):
                 break
         stopping.finish(len(train_rows))

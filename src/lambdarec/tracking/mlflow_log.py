@@ -128,7 +128,7 @@ def log_training_run(
                 if key != "method":
                     metrics[_metric_key(f"{row['method'].split(' ')[0]}.{key}")] = float(value)
         metrics.update({_metric_key(k): float(v) for k, v in evaluation.ranker.items() if np.isfinite(v)})
-        for key in ("two_tower_train_s", "deepfm_train_s", "ranker_rows"):
+        for key in ("two_tower_train_s", "deepfm_train_s", "two_tower_refit_s", "ranker_rows"):
             if key in evaluation.training:
                 metrics[key] = float(evaluation.training[key])
         mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})

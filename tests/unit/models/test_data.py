@@ -106,3 +106,20 @@ def test_one_event_type_is_fine(tiny_events: pd.DataFrame) -> None:
 
 def test_fingerprint_ignores_row_order(tiny_events: pd.DataFrame) -> None:
     assert dataset_fingerprint(tiny_events) == dataset_fingerprint(tiny_events.iloc[::-1])
+
+
+def test_validation_split_carves_the_training_side_and_never_reads_the_test_side(tiny_split: Any) -> None:
+    from lambdarec.models.data import PAD, validation_split
+
+    carved = validation_split(tiny_split, 0.2)
+    train = tiny_split.train
+    assert len(carved.train) + carved.stats["validation_examples"] == len(train)
+    assert carved.train.time_ms.max() < carved.cut_ms <= carved.test.time_ms.min()
+    assert carved.test.time_ms.max() < tiny_split.cut_ms  # the test side is untouched
+    assert (carved.train_events["event_time"] < carved.cut_ms).all()
+    assert carved.catalogue is tiny_split.catalogue and carved.items is tiny_split.items
+    seen = set(carved.train_events["item_id"].astype(str))
+    unseen = np.array([str(t) not in seen for t in carved.test.target_id])
+    assert ((carved.test.target == PAD) == unseen).all()  # first seen in the window: a miss, as at test time
+    with pytest.raises(ValueError, match="fraction"):
+        validation_split(tiny_split, 1.0)

@@ -96,3 +96,16 @@ def test_deepfm_records_the_batch_it_trained_with() -> None:
     model = DeepFMModel([5, 5, 5], 2, DeepFMConfig(embedding_dim=4, hidden=(8,), epochs=1, batch_size=4096))
     history = model.fit(sparse, dense, labels, np.ones(600))
     assert history.batch_size == 32 and history.to_dict()["batch_size"] == 32
+
+
+def test_refit_trains_a_fresh_model_on_every_example_for_the_chosen_epochs(tiny_split: Any) -> None:
+    model = TwoTowerModel(tiny_split.catalogue, TwoTowerConfig(dim=16, hidden=32, epochs=3, batch_size=128, patience=9))
+    first = model.fit(tiny_split.train)
+    chosen_curve, known = list(first.validation_loss), int((tiny_split.train.target != PAD).sum())
+    before = model.item_embeddings()
+    history = model.refit(tiny_split.train, epochs=2)
+    assert history is model.history and history.validation_loss == chosen_curve  # the curve that chose the epochs
+    assert history.refit_epochs == 2 and model.config.epochs == 2
+    assert history.refit_examples == known > first.examples  # nothing held out this time
+    assert history.refit_seconds > 0 and history.to_dict()["refit_epochs"] == 2
+    assert not np.allclose(model.item_embeddings(), before)  # a new model, served from here on
