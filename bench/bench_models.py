@@ -499,7 +499,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         seq = doc.get("sequence", {}).get("datasets", {}).get(name, {})
         if seq.get("rows"):
-            seq = {**seq, "measured_at": doc["sequence"].get("measured_at")}
+            seq = {**seq, "measured_at": seq.get("measured_at") or doc["sequence"].get("measured_at")}
             lines += _sequence_table(seq, rows_a)
         ranker_b, ranker_a = b.get("ranker") or {}, a.get("ranker") or {}
         lines += [
@@ -522,7 +522,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         lines += [f"### {name}: `{seq.get('dataset', name)}`", ""]
         if seq.get("experiment"):
             lines += [f"*Experiment*: {seq['experiment']}."]
-        lines += [*_sequence_table({**seq, "measured_at": sequence.get("measured_at")}, base), ""]
+        when = seq.get("measured_at") or sequence.get("measured_at")
+        lines += [*_sequence_table({**seq, "measured_at": when}, base), ""]
     if sequence.get("notes"):
         lines += ["Sequence-aware query tower, what the runs say:", "", *[f"- {n}" for n in sequence["notes"]], ""]
     lines += [
@@ -706,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"patience {figures['config']['two_tower_patience']}"
             )
             key = f"{key}+{args.tag}"
+        # Per dataset: the block's measured_at is the latest run's, and the other datasets may be older.
+        figures["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         after["datasets"][key] = figures
         for row in figures["rows"]:
             print(

@@ -1085,7 +1085,6 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
         for file in files:
             block = docs[file][1].get(phase) or {}
             how = "through the feature store" if phase != "before" else "in process (dataset adapters)"
-            when = str(block.get("measured_at") or NOT_RECORDED)
             # The "before" table predates training through the store (issue 9): kept for comparison only.
             superseded = "" if phase != "before" else "superseded: the models now train through the feature store"
             for dataset, result in (block.get("datasets") or {}).items():
@@ -1094,6 +1093,8 @@ def models_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Sectio
                 if key in seen:
                     continue
                 seen.add(key)
+                # A dataset's own time when recorded (the block's is only its latest run's).
+                when = str(result.get("measured_at") or block.get("measured_at") or NOT_RECORDED)
                 encoder = str(result.get("two_tower_encoder") or "mean")
                 if phase == "sequence":
                     # The sequence-aware query tower (issue 17), beside the mean tower's "after" run.
@@ -1413,7 +1414,7 @@ def quality_tables(docs: dict[str, tuple[Path, dict[str, Any]]]) -> list[Quality
         rows: list[list[str]] = []
         baselines = {r["method"]: r for r in (mean or seq).get("rows", [])}
         base_load = load_text(((mean or seq).get("timings") or {}).get("total")) or NOT_RECORDED
-        when_after = str((models.get("after") or {}).get("measured_at") or NOT_RECORDED)
+        when_after = str(mean.get("measured_at") or (models.get("after") or {}).get("measured_at") or NOT_RECORDED)
         for method in ("most-popular", "item-kNN", "session-kNN"):
             r = baselines.get(method)
             if r:
@@ -1423,7 +1424,7 @@ def quality_tables(docs: dict[str, tuple[Path, dict[str, Any]]]) -> list[Quality
             rows += _tower_rows(mean, "mean query tower", f"models.json (after, {when_after})")
         if seq.get("rows"):
             encoder = str(seq.get("two_tower_encoder") or (seq.get("config") or {}).get("sequence_encoder_asked"))
-            when = str(sequence.get("measured_at") or NOT_RECORDED)
+            when = str(seq.get("measured_at") or sequence.get("measured_at") or NOT_RECORDED)
             rows += _tower_rows(seq, f"{encoder} query tower", f"models.json (sequence, {when})")
         # The plain peer runs, then experiments recorded as <dataset>+<tag> (another budget, say).
         runs = [(m, r, "") for m, r in (peer.get("models") or {}).items()]

@@ -35,13 +35,15 @@ class DeepFMConfig:
         validation_fraction: Latest share of rows held out for the loss curve / early stop.
         max_train_seconds: Stop starting new epochs after this long (a budget on 2 CPU cores).
         seed: Initialisation and shuffling seed.
-        min_steps_per_epoch: A small training set gets a smaller batch (a power of two, down to
-            ``min_batch_size``) so that an epoch takes at least this many steps. Picked on REES46's
-            training window (the earlier 80% of its training examples train, the later 20% score):
-            at batch 4096 its ~7k ranker rows made 2 steps per epoch and 24 in all, and the ranker
-            barely left its prior (validation Recall@20 0.172, NDCG@10 0.074, AUC ~0.70); at 512
-            (15 steps) 0.216 / 0.101, at 256 (29 steps) 0.218 / 0.106, at 128 0.214 / 0.110.
-            Sets of ~90k rows and more (UCI, the synthetic shop) keep 4096.
+        min_steps_per_epoch: A small training set gets a smaller batch (halved down to
+            ``min_batch_size``) so that an epoch takes at least this many steps. Chosen on REES46's
+            validation window (``bench/bench_validation.py``: the earlier 80% of its training examples
+            train, the later 20% are scored; ``bench/results/validation.json``): at batch 4096 its ~7k
+            ranker rows made 2 steps per epoch, 24 in all, and the ranker barely left its prior
+            (two-stage Recall@20 0.168, NDCG@10 0.074, ranker AUC 0.71); at 512 0.196 / 0.090, at
+            256 (this rule) 0.196 / 0.092, at 128 0.192 / 0.094 (two-tower not refitted in these
+            four). With the refit on it is neutral there (0.226 / 0.098 at 4096, 0.223 / 0.100 at
+            256; AUC 0.79 vs 0.85). Sets of ~90k rows and more (UCI, the synthetic shop) keep 4096.
         min_batch_size: The smallest batch that rule may pick.
     """
 
