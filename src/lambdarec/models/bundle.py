@@ -70,6 +70,7 @@ def save_bundle(recommender: TwoStageRecommender, folder: Path, *, extra: dict[s
             "ranker_fraction": config.ranker_fraction,
             "ranker_queries": config.ranker_queries,
             "negatives": config.negatives,
+            "refit_retrieval": config.refit_retrieval,
         },
         "ranker": {
             "field_sizes": recommender.field_sizes,
@@ -134,6 +135,8 @@ def load_bundle(folder: Path) -> TwoStageRecommender:
         ranker_fraction=pipe["ranker_fraction"],
         ranker_queries=pipe["ranker_queries"],
         negatives=pipe["negatives"],
+        # Bundles from before the refit served the two-tower of the retrieval window alone.
+        refit_retrieval=pipe.get("refit_retrieval", False),
     )
     vocab = Vocabulary.from_dict(json.loads((folder / "vocabulary.json").read_text()))
     recommender = TwoStageRecommender(vocab, config)
