@@ -248,6 +248,7 @@ class TrainHistory:
         refit_epochs: Epochs of the refit on every example (0: the model was not refitted).
         refit_examples: Examples the refit trained on.
         refit_seconds: Wall time of the refit.
+        refit_failure: Why a refit was abandoned and the first fit kept (empty: it was not).
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -261,6 +262,7 @@ class TrainHistory:
     refit_epochs: int = 0
     refit_examples: int = 0
     refit_seconds: float = 0.0
+    refit_failure: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -435,7 +437,7 @@ class TwoTowerModel:
             progress: Called as ``progress(stage, step, total, loss)`` for progress bars.
         """
         examples = examples.subset(examples.target != PAD)
-        selection = self.history
+        selection, first_net, first_config = self.history, self.net, self.config
         self.config = replace(self.config, epochs=max(1, epochs))
         self.net = self._build()
         self.history = TrainHistory(sequence_encoder=self.config.sequence_encoder)
@@ -445,6 +447,12 @@ class TwoTowerModel:
         try:
             # No rows held out: the validation loss is NaN and EarlyStopping keeps the last epoch.
             refitted = self._fit(examples, len(examples), progress, stage="two-tower refit")
+        except FloatingPointError as err:
+            # The validated model is still a good model: serve it rather than fail the run.
+            log.warning("two-tower: refit abandoned, the first fit is kept: %s", err)
+            self.net, self.config, self.history = first_net, first_config, selection
+            selection.refit_failure = str(err)
+            return selection
         finally:
             torch.set_num_threads(threads)
         selection.refit_epochs = len(refitted.train_loss)

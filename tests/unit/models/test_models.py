@@ -109,3 +109,13 @@ def test_refit_trains_a_fresh_model_on_every_example_for_the_chosen_epochs(tiny_
     assert history.refit_examples == known > first.examples  # nothing held out this time
     assert history.refit_seconds > 0 and history.to_dict()["refit_epochs"] == 2
     assert not np.allclose(model.item_embeddings(), before)  # a new model, served from here on
+
+
+def test_a_refit_that_diverges_keeps_the_validated_model(tiny_split: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = TwoTowerModel(tiny_split.catalogue, TwoTowerConfig(dim=16, hidden=32, epochs=2, batch_size=128))
+    model.fit(tiny_split.train)
+    validated = model.item_embeddings()
+    monkeypatch.setattr(TwoTowerModel, "_loss", lambda self, batch, train: torch.tensor(float("nan")))
+    history = model.refit(tiny_split.train, epochs=2)
+    assert "non-finite" in history.refit_failure and history.refit_epochs == 0
+    assert np.allclose(model.item_embeddings(), validated) and model.config.epochs == 2
