@@ -434,16 +434,19 @@ class OnlineFeatureReader:
         fast = [t not in slow for t in types]
         # A missing entity and a missing feature both read as None, as in Feast's response.
         found: list[list[Any] | None] = [[None] * n_features for _ in serialized]
+        # Only the features read: a view's other features (half of item stats for ranking_v2) would
+        # cross into Python only to be dropped. (entity_key, feature_name) is the table's primary key.
         sql = (
             f"SELECT entity_key, feature_name, value FROM {self._tables[entry.view.projection.name_to_use()]} "
-            f"WHERE entity_key IN ({','.join('?' * len(serialized))})"
+            f"WHERE entity_key IN ({','.join('?' * len(serialized))}) "
+            f"AND feature_name IN ({','.join('?' * n_features)})"
         )
         parse = Value.FromString
         memo = self._memo
         if len(memo) > _MEMO_SIZE:
             memo.clear()
         with self._lock:
-            rows = self._connection().execute(sql, serialized).fetchall()
+            rows = self._connection().execute(sql, [*serialized, *entry.features]).fetchall()
         for key, feature, blob in rows:
             f_index = index.get(feature)
             if f_index is None:

@@ -16,12 +16,25 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lambdarec import names
+
 USER_ITEM_FEATURES = ("item_in_user_top_categories", "user_recency_s", "item_price_vs_user_spend")
 """What :func:`user_item_features` returns, in order."""
+USER_ITEM_USER_INPUTS = ("user_top_categories", "user_last_event_ms", "user_spend_30d", "user_purchases_30d")
+"""The user history features :func:`user_item_features` reads."""
+USER_ITEM_ITEM_INPUTS = ("item_category", "item_price_mean_30d")
+"""The item stats features :func:`user_item_features` reads."""
+USER_ITEM_REQUEST_INPUTS = (names.REQUEST_TIME_MS,)
+"""The request data :func:`user_item_features` reads."""
 
 
 def number(value: Any) -> float:
     """A float, or NaN for None, NaN and anything that is not a number (like ``pd.to_numeric``, coerce)."""
+    kind = type(value)
+    if kind is float:  # the common case, hundreds of times per request: no isinstance chain
+        return value
+    if kind is int:
+        return float(value)
     if value is None or isinstance(value, bool | str | bytes):
         return math.nan
     try:

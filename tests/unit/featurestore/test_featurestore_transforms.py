@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pandas as pd
 
-from lambdarec.featurestore.transforms import USER_ITEM_FEATURES, user_item_features
+from lambdarec.featurestore.transforms import (
+    USER_ITEM_FEATURES,
+    USER_ITEM_ITEM_INPUTS,
+    USER_ITEM_REQUEST_INPUTS,
+    USER_ITEM_USER_INPUTS,
+    number,
+    user_item_features,
+)
 
 INPUTS = {
     "user_top_categories": [["a", "b"], ["a"], None, ["c"], ["a"], ["b"], ["a"]],
@@ -64,3 +71,33 @@ def test_edge_cases() -> None:
 
 def test_empty_columns() -> None:
     assert user_item_features({k: [] for k in INPUTS}) == {name: [] for name in USER_ITEM_FEATURES}
+
+
+class _Watched(dict):  # type: ignore[type-arg]
+    """Columns that remember which were read."""
+
+    def __init__(self, columns: dict[str, list[object]]) -> None:
+        super().__init__(columns)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> list[object]:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+def test_reads_exactly_the_declared_inputs() -> None:
+    # The on-demand view's sources are projected to these: a column read but not declared would
+    # be missing at serving time, one declared but not read costs a read per candidate.
+    declared = {*USER_ITEM_USER_INPUTS, *USER_ITEM_ITEM_INPUTS, *USER_ITEM_REQUEST_INPUTS}
+    assert set(INPUTS) == declared
+    watched = _Watched({**INPUTS, "user_views_30d": [0] * 7})
+    user_item_features(watched)
+    assert watched.read == declared
+
+
+def test_number_coerces_like_pandas() -> None:
+    assert number(3) == 3.0 and type(number(3)) is float
+    assert number(2.5) == 2.5
+    assert number(np.float64(1.5)) == 1.5 and number(np.int64(4)) == 4.0
+    for odd in (None, True, "1", b"1", float("nan"), object()):
+        assert math.isnan(number(odd)), odd

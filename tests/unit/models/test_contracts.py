@@ -58,6 +58,29 @@ def test_every_feature_view_feeds_a_service() -> None:
     assert views <= used | odfv_sources, views - used - odfv_sources
 
 
+def test_the_pair_view_reads_only_what_its_function_takes() -> None:
+    """The on-demand view's sources are projected to the function's inputs (no whole views per candidate)."""
+    from feast import OnDemandFeatureView
+
+    from lambdarec.featurestore.store import load_definitions
+    from lambdarec.featurestore.transforms import (
+        USER_ITEM_ITEM_INPUTS,
+        USER_ITEM_REQUEST_INPUTS,
+        USER_ITEM_USER_INPUTS,
+    )
+    from lambdarec.settings import load_settings
+
+    (view,) = [
+        o
+        for o in load_definitions(load_settings("local"))
+        if isinstance(o, OnDemandFeatureView) and o.name == names.USER_ITEM_FEATURE_VIEW
+    ]
+    sources = {name: [f.name for f in p.features] for name, p in view.source_feature_view_projections.items()}
+    assert sources == {"user_history": list(USER_ITEM_USER_INPUTS), "item_stats": list(USER_ITEM_ITEM_INPUTS)}
+    requested = [f.name for s in view.source_request_sources.values() for f in s.schema]
+    assert requested == list(USER_ITEM_REQUEST_INPUTS)
+
+
 def test_published_v1_services_keep_their_fields() -> None:
     services = _services()
     assert "user_recent_items_30d" not in _fields(services[names.RETRIEVAL_FEATURE_SERVICE])
