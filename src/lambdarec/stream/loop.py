@@ -95,10 +95,16 @@ class FeaturePusher:
     def step(self, timeout_s: float = 0.2) -> int:
         """Consume one batch, write it, commit; return the number of rows written.
 
+        The batch is what has arrived: the records waiting now, or else the first record within
+        ``timeout_s`` and those that came with it. A record is never held back to fill a batch
+        (a ``consume(max_batch, timeout)`` waits out the whole timeout unless the batch fills up,
+        which added up to ``timeout_s`` to every update's freshness); under load the batches grow
+        by themselves, with what arrived while the previous one was being written.
+
         When a feed's online write fails (store not applied yet, locked, ...) its rows are kept
         and retried with the next batch, and offsets are not committed: nothing is lost.
         """
-        messages = self._consumer.consume(self.max_batch, timeout=timeout_s)
+        messages = self._arrived(timeout_s)
         for message in messages:
             if message.error() is not None:
                 log.warning("consume error: %s", message.error())
@@ -141,6 +147,17 @@ class FeaturePusher:
             # has nothing to commit and Kafka would refuse the commit).
             self._consumer.commit(asynchronous=False)
         return written
+
+    def _arrived(self, timeout_s: float) -> list[Any]:
+        """The records waiting now; if none, the first within ``timeout_s`` and those waiting behind it."""
+        messages: list[Any] = self._consumer.consume(self.max_batch, timeout=0)
+        if messages or self.max_batch < 2:
+            return messages or self._consumer.consume(self.max_batch, timeout=timeout_s)
+        # consume(1, ...) returns as soon as one record is there.
+        first: list[Any] = self._consumer.consume(1, timeout=timeout_s)
+        if not first:
+            return []
+        return first + self._consumer.consume(self.max_batch - 1, timeout=0)
 
     def _write_feed(self, feed: Feed, topic: str, rows: list[dict[str, Any]]) -> int:
         written_ranks = self._written[feed.kind]

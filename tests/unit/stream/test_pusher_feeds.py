@@ -253,3 +253,43 @@ def test_to_protos_builds_feasts_messages() -> None:
         mine = [p.SerializeToString() for p in to_protos(values, value_type)]
         feasts = [p.SerializeToString() for p in python_values_to_proto_values(list(values), value_type)]
         assert mine == feasts, (values, value_type)
+
+
+
+class QueueConsumer:
+    """Kafka's ``consume(n, timeout)`` over a queue: up to ``n`` waiting records; each group of
+    ``arriving`` records lands in the queue at a blocking call (timeout > 0) made while none wait."""
+
+    def __init__(self, waiting: list[Message], arriving: list[list[Message]]) -> None:
+        self.waiting, self.arriving = list(waiting), list(arriving)
+        self.calls: list[tuple[int, float]] = []
+
+    def consume(self, n: int, timeout: float) -> list[Message]:
+        self.calls.append((n, timeout))
+        if not self.waiting and timeout > 0 and self.arriving:
+            self.waiting += self.arriving.pop(0)
+        taken, self.waiting = self.waiting[:n], self.waiting[n:]
+        return taken
+
+    def commit(self, asynchronous: bool = False) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_step_takes_what_has_arrived_and_never_waits_to_fill_a_batch(store: Any, tmp_path: Path) -> None:
+    rows = [record("t.session", session_row(f"q-{i}", 1), names.SESSION_ID) for i in range(5)]
+    consumer = QueueConsumer(waiting=rows[:3], arriving=[rows[3:]])
+    pusher = FeaturePusher(
+        "-", store, tmp_path / "m.json", topics={"session": "t.session"}, consumer=consumer, max_batch=100
+    )
+    assert pusher.step(timeout_s=0.5) == 3  # the three waiting, without blocking
+    assert consumer.calls == [(100, 0)]
+    consumer.calls.clear()
+    # Nothing waiting: block for the first record only, then take the one that came with it.
+    assert pusher.step(timeout_s=0.5) == 2
+    assert consumer.calls == [(100, 0), (1, 0.5), (99, 0)]
+    consumer.calls.clear()
+    assert pusher.step(timeout_s=0.5) == 0  # nothing arrives: one blocking call, no drain
+    assert consumer.calls == [(100, 0), (1, 0.5)]
