@@ -594,6 +594,7 @@ def profile_rate(ctx: dict[str, Any], rate: int, seconds: float, late_share: flo
     record_s = int(seconds - 10)
     spies: list[tuple[str, Any, Path]] = []
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    has_py_spy = Path(py_spy).is_file()  # not a dependency of the project: `uv pip install py-spy`
     jfr_file = out_dir / "flink.jfr"
 
     def start_profilers() -> None:
@@ -602,6 +603,8 @@ def profile_rate(ctx: dict[str, Any], rate: int, seconds: float, late_share: flo
             subprocess.run(["jcmd", str(jvm), "JFR.start", "name=bench", f"duration={record_s}s",
                             f"filename={jfr_file}", "settings=profile"], capture_output=True, timeout=60)  # fmt: skip
         for name, pid in [("pusher", ctx["pusher_pid"]), *(("python_worker", w) for w in workers[:1])]:
+            if not has_py_spy:
+                break
             target = out_dir / f"{name}.txt"
             proc = subprocess.Popen([py_spy, "record", "-p", str(pid), "-d", str(record_s), "-r", "50",
                                      "-f", "raw", "-o", str(target), "--nonblocking", "--idle"],
@@ -630,6 +633,8 @@ def profile_rate(ctx: dict[str, Any], rate: int, seconds: float, late_share: flo
         }
     for name, _proc, target in spies:
         profile[name] = top_python_frames(target)
+    if not has_py_spy:
+        profile["pusher"] = {"error": f"py-spy not found ({py_spy}): install it into the venv to profile the pusher"}
     if jvm is not None:
         time.sleep(3)
         profile["flink_jvm"] = top_jfr_frames(jfr_file)
