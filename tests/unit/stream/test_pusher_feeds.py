@@ -255,7 +255,6 @@ def test_to_protos_builds_feasts_messages() -> None:
         assert mine == feasts, (values, value_type)
 
 
-
 class QueueConsumer:
     """Kafka's ``consume(n, timeout)`` over a queue: up to ``n`` waiting records; each group of
     ``arriving`` records lands in the queue at a blocking call (timeout > 0) made while none wait."""
