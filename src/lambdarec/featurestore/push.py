@@ -8,10 +8,18 @@ once and builds the same rows straight from Python values, with Feast's own conv
 (``python_values_to_proto_values``) and entity keys, then calls the same
 ``online_write_batch``: what lands in the online store is byte for byte what ``store.push``
 writes (the pusher tests compare the SQLite tables).
+
+On Feast's SQLite online store the writer also skips ``online_write_batch``'s per-cell loop (a
+statement, a config lookup and a list per feature value) and upserts the very same rows with one
+``executemany`` per view in one transaction: the store's table, columns, upsert statement, entity
+key bytes, value bytes and ``value_text`` are Feast's own (``extract_text_and_num``), and the
+event time goes through the adapter Feast registers for ``datetime``. Any other online store, or
+a SQLite store with vectors or the value_num column, goes through ``online_write_batch``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -117,6 +125,7 @@ class PushWriter:
                 raise NotImplementedError(f"{service.name} is precomputed online: use store.push")
         self._targets = targets
         self._online_store = store._get_provider().online_store  # noqa: SLF001 - Feast's own store object
+        self._sqlite_tables = _sqlite_tables(store, self._online_store, targets)
 
     @property
     def feature_views(self) -> list[str]:
@@ -158,6 +167,8 @@ class PushWriter:
         """Write the rows to the online store; return how many rows were written (per view)."""
         if not event_times:
             return 0
+        if self._sqlite_tables is not None:
+            return self._write_sqlite(columns, event_times, self._sqlite_tables)
         written = 0
         rows = self.rows(columns, event_times)
         for target in self._targets:
@@ -166,3 +177,111 @@ class PushWriter:
                 self._online_store.online_write_batch(self.store.config, target.view, data, None)
                 written = max(written, len(data))
         return written
+
+    def _write_sqlite(
+        self, columns: Mapping[str, Sequence[Any]], event_times: Sequence[datetime], tables: Mapping[str, str]
+    ) -> int:
+        """Upsert every view's rows into Feast's SQLite tables, one ``executemany`` per view, one commit.
+
+        The rows are those ``SqliteOnlineStore.online_write_batch`` executes one by one for
+        :meth:`rows`' data: ``(entity_key, feature_name, value, value_text, event_ts, created_ts)``.
+        """
+        from feast.infra.key_encoding_utils import serialize_entity_key
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+
+        config = self.store.config
+        version = config.entity_key_serialization_version
+        n_rows = len(event_times)
+        batches: list[tuple[str, list[tuple[Any, ...]]]] = []
+        for target in self._targets:
+            feature_names = [name for name, _ in target.features]
+            if all(v is None for name in feature_names for v in columns[name]):
+                continue  # store.push writes nothing when every feature is null
+            keys = [name for name, _ in target.join_keys]
+            key_protos = [to_protos(columns[name], value_type) for name, value_type in target.join_keys]
+            cells = [_cells(columns[name], value_type) for name, value_type in target.features]
+            rows: list[tuple[Any, ...]] = []
+            for i in range(n_rows):
+                entity = serialize_entity_key(
+                    EntityKey(join_keys=keys, entity_values=[protos[i] for protos in key_protos]), version
+                )
+                stamp = event_times[i]
+                rows += [
+                    (entity, name, *column[i], stamp, None) for name, column in zip(feature_names, cells, strict=True)
+                ]
+            batches.append((tables[target.view.name], rows))
+        if not batches:
+            return 0
+        connection = self._online_store._get_conn(config)  # type: ignore[attr-defined]  # noqa: SLF001 - Feast writes with it
+        with connection:  # one transaction, as online_write_batch's, for every view
+            for table, rows in batches:
+                connection.executemany(
+                    f"INSERT INTO {table} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
+                    "value = excluded.value, value_text = excluded.value_text, "
+                    "event_ts = excluded.event_ts, created_ts = excluded.created_ts",
+                    rows,
+                )
+        return n_rows
+
+
+_CELL_MEMO: dict[tuple[Any, ...], tuple[bytes, str | None]] = {}
+_CELL_MEMO_SIZE = 100_000
+
+
+def _cells(values: Sequence[Any], value_type: ValueType) -> list[tuple[bytes, str | None]]:
+    """``(value bytes, value_text)`` of each value, as Feast's SQLite store writes a cell.
+
+    Counts and ids repeat across updates, so the scalars of a column :func:`to_protos` converts on
+    its short path are remembered by (type, Python type, value, sign); a value not seen before goes
+    through :func:`to_protos` like every list and every other column does, so the bytes are always
+    those of Feast's messages.
+    """
+    from feast.infra.online_stores.helpers import extract_text_and_num
+    from feast.value_type import ValueType
+
+    def cell(proto: ValueProto) -> tuple[bytes, str | None]:
+        return proto.SerializeToString(), extract_text_and_num(proto, False)[0]
+
+    kinds = {type(v) for v in values}
+    kinds.discard(type(None))
+    plain = (
+        (value_type == ValueType.INT64 and kinds <= {int} and all(v is None or _I64[0] <= v <= _I64[1] for v in values))
+        or (value_type == ValueType.DOUBLE and kinds <= {int, float})
+        or (value_type == ValueType.STRING and kinds <= {str})
+    )
+    if not plain:  # lists, and columns to_protos hands to Feast's converter whole
+        return [cell(p) for p in to_protos(values, value_type)]
+    if len(_CELL_MEMO) > _CELL_MEMO_SIZE:
+        _CELL_MEMO.clear()
+    out: list[tuple[bytes, str | None]] = []
+    for value in values:
+        # The sign tells 0.0 from -0.0 (equal keys, different bytes and text).
+        key = (value_type, type(value), value, math.copysign(1.0, value) if type(value) is float else 0)
+        found = _CELL_MEMO.get(key)
+        if found is None:
+            found = _CELL_MEMO[key] = cell(to_protos([value], value_type)[0])
+        out.append(found)
+    return out
+
+
+def _sqlite_tables(store: FeatureStore, online_store: Any, targets: Sequence[_Target]) -> dict[str, str] | None:
+    """View name → quoted table of Feast's SQLite online store, when the rows can be upserted directly.
+
+    None (write through ``online_write_batch``) for any other store, a subclass of it, or a store
+    whose tables carry more columns (vectors, the value_num column).
+    """
+    from feast.infra.online_stores.helpers import compute_table_id
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    config = store.config
+    online = config.online_store
+    if type(online_store) is not SqliteOnlineStore:
+        return None
+    if getattr(online, "vector_enabled", False) or getattr(online, "enable_openai_compatible_store", False):
+        return None
+    versioning = bool(getattr(config.registry, "enable_online_feature_view_versioning", False))
+    return {
+        t.view.name: '"' + compute_table_id(config.project, t.view, versioning).replace('"', '""') + '"'
+        for t in targets
+    }

@@ -97,8 +97,9 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("direct_sqlite", [True, False], ids=["executemany", "online_write_batch"])
 @pytest.mark.parametrize("kind", sorted(CASES))
-def test_the_proto_path_writes_the_bytes_store_push_writes(store: Any, kind: str) -> None:
+def test_the_proto_path_writes_the_bytes_store_push_writes(store: Any, kind: str, direct_sqlite: bool) -> None:
     feed = FEEDS[kind]
     rows = CASES[kind]
     clear(store, feed.feature_view)
@@ -112,8 +113,22 @@ def test_the_proto_path_writes_the_bytes_store_push_writes(store: Any, kind: str
     clear(store, feed.feature_view)
     writer = FeedWriter(store, feed)
     assert writer._writer is not None, "the proto path is used"
+    # The direct upsert into Feast's SQLite tables, and Feast's own online_write_batch.
+    assert (writer._writer._sqlite_tables is not None) is True
+    if not direct_sqlite:
+        writer._writer._sqlite_tables = None
     assert writer.write(rows) == len(rows)
     assert table_rows(store, feed.feature_view) == through_push
+    # A second write of newer values updates every cell in place, as store.push does.
+    newer = [{**row, feed.event_time: row[feed.event_time] + 3_600_000} for row in rows]
+    clear(store, feed.feature_view)
+    push_frame(store, feed, rows)
+    push_frame(store, feed, newer)
+    twice_through_push = table_rows(store, feed.feature_view)
+    clear(store, feed.feature_view)
+    writer.write(rows)
+    writer.write(newer)
+    assert table_rows(store, feed.feature_view) == twice_through_push != through_push
 
 
 class Message:
@@ -253,6 +268,31 @@ def test_to_protos_builds_feasts_messages() -> None:
         mine = [p.SerializeToString() for p in to_protos(values, value_type)]
         feasts = [p.SerializeToString() for p in python_values_to_proto_values(list(values), value_type)]
         assert mine == feasts, (values, value_type)
+
+
+def test_cells_are_feasts_bytes_and_text_also_when_remembered() -> None:
+    from feast.infra.online_stores.helpers import extract_text_and_num
+    from feast.type_map import python_values_to_proto_values
+    from feast.value_type import ValueType
+
+    from lambdarec.featurestore.push import _cells
+
+    cases = [
+        ([1, None, 2**62, -5, 0, 1], ValueType.INT64),
+        ([1, 2.5], ValueType.INT64),  # a column to_protos hands to Feast's converter whole
+        ([0.0, -0.0, 0, -0.0, 0.0, float("nan"), float("inf"), 3, 3.0, None], ValueType.DOUBLE),
+        (["a", None, "", "é", "a"], ValueType.STRING),
+        ([["a", "b"], [], None, ["", "é"]], ValueType.STRING_LIST),
+        ([True, None, False], ValueType.BOOL),
+    ]
+    for values, value_type in cases:
+        feasts = [
+            (p.SerializeToString(), extract_text_and_num(p, False)[0])
+            for p in python_values_to_proto_values(list(values), value_type)
+        ]
+        assert _cells(values, value_type) == feasts, (values, value_type)
+        assert _cells(values, value_type) == feasts, ("remembered", values, value_type)
+        assert _cells(list(reversed(values)), value_type) == feasts[::-1], ("reversed", values, value_type)
 
 
 class QueueConsumer:
