@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import signal
 import sys
 import tempfile
@@ -594,7 +595,7 @@ def profile_rate(ctx: dict[str, Any], rate: int, seconds: float, late_share: flo
     record_s = int(seconds - 10)
     spies: list[tuple[str, Any, Path]] = []
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    has_py_spy = Path(py_spy).is_file()  # not a dependency of the project: `uv pip install py-spy`
+    has_py_spy = Path(py_spy).is_file()  # in the dev group; missing only where the venv was synced without it
     jfr_file = out_dir / "flink.jfr"
 
     def start_profilers() -> None:
@@ -838,14 +839,8 @@ def sustained(args: argparse.Namespace) -> None:
     kept = [r for r in results if r["kept"]]
     best = max(kept, key=lambda r: r["rate_events_per_s"]) if kept else None
     lowest_failed = min((r["rate_events_per_s"] for r in results if not r["kept"]), default=None)
-    command = ".venv/bin/python bench/bench_stream.py --sustained --rates " + " ".join(str(r) for r in args.rates)
-    command += f" --seconds {args.seconds:g} --refine {args.refine}" + (
-        " --sessions-only" if args.sessions_only else ""
-    )
-    command += "".join(f" --job-arg={a}" for a in args.job_arg) + "".join(f" --pusher-arg={a}" for a in args.pusher_arg)
-    out, root = args.out.resolve(), RESULTS.parents[1]
-    command += " --keep-going" if args.keep_going else ""
-    command += f" --warmup-s {args.warmup_s:g} --out {out.relative_to(root) if out.is_relative_to(root) else out}"
+    # The invocation as typed: every flag that shaped the run (checkpoints, profile, backend) is in it.
+    command = shlex.join([".venv/bin/python", "bench/bench_stream.py", *sys.argv[1:]])
     payload: dict[str, Any] = {
         "benchmark": "stream_sustained",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},

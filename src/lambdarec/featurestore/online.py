@@ -296,13 +296,9 @@ class OnlineFeatureReader:
                 entry.hash_fields = tuple(_mmh3(f"{view_name}:{f}") for f in entry.features)
             self._project_bytes = project.encode("utf-8")
         if self._direct_sqlite:
-            from feast.infra.online_stores.helpers import compute_table_id
+            from lambdarec.featurestore.sqlite_layout import sqlite_table
 
-            versioning = bool(getattr(store.config.registry, "enable_online_feature_view_versioning", False))
-            self._tables = {
-                name: '"' + compute_table_id(project, entry.view, versioning).replace('"', '""') + '"'
-                for name, entry in views.items()
-            }
+            self._tables = {name: sqlite_table(store.config, entry.view) for name, entry in views.items()}
             self._db_path = Path(SqliteOnlineStore._get_db_path(store.config))  # noqa: SLF001
         if self._sqlite is not None:
             self._sqlite.close()

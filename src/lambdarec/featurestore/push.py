@@ -52,25 +52,38 @@ def to_protos(values: Sequence[Any], value_type: ValueType) -> list[ValueProto]:
     from feast.type_map import python_values_to_proto_values
     from feast.value_type import ValueType
 
-    kinds = {type(v) for v in values}
-    kinds.discard(type(None))
     empty = Value()
-    if value_type == ValueType.INT64 and kinds <= {int} and all(v is None or _I64[0] <= v <= _I64[1] for v in values):
-        return [empty if v is None else Value(int64_val=v) for v in values]
-    if value_type == ValueType.DOUBLE and kinds <= {int, float}:
-        return [empty if v is None or v != v else Value(double_val=v) for v in values]
-    if value_type == ValueType.STRING and kinds <= {str}:
+    if _plain_scalars(values, value_type):
+        if value_type == ValueType.INT64:
+            return [empty if v is None else Value(int64_val=v) for v in values]
+        if value_type == ValueType.DOUBLE:
+            return [empty if v is None or v != v else Value(double_val=v) for v in values]
         return [empty if v is None else Value(string_val=v) for v in values]
-    if (
-        value_type == ValueType.STRING_LIST
-        and kinds <= {list}
-        and all(v is None or all(type(e) is str for e in v) for v in values)
+    if value_type == ValueType.STRING_LIST and all(
+        v is None or (type(v) is list and all(type(e) is str for e in v)) for v in values
     ):
         return [empty if v is None else Value(string_list_val=StringList(val=v)) for v in values]
     return python_values_to_proto_values(list(values), value_type)
 
 
 _I64 = (-(2**63), 2**63 - 1)
+
+
+def _plain_scalars(values: Sequence[Any], value_type: ValueType) -> bool:
+    """Whether :func:`to_protos` builds ``values``' messages on its scalar short path.
+
+    Python ints within int64 for INT64, ints and floats for DOUBLE, strings for STRING (``None``
+    anywhere); :func:`_cells` remembers exactly these columns' cells, so the rule lives here once.
+    """
+    from feast.value_type import ValueType
+
+    kinds = {type(v) for v in values}
+    kinds.discard(type(None))
+    if value_type == ValueType.INT64:
+        return kinds <= {int} and all(v is None or _I64[0] <= v <= _I64[1] for v in values)
+    if value_type == ValueType.DOUBLE:
+        return kinds <= {int, float}
+    return value_type == ValueType.STRING and kinds <= {str}
 
 
 @dataclass(frozen=True)
@@ -238,19 +251,11 @@ def _cells(values: Sequence[Any], value_type: ValueType) -> list[tuple[bytes, st
     those of Feast's messages.
     """
     from feast.infra.online_stores.helpers import extract_text_and_num
-    from feast.value_type import ValueType
 
     def cell(proto: ValueProto) -> tuple[bytes, str | None]:
         return proto.SerializeToString(), extract_text_and_num(proto, False)[0]
 
-    kinds = {type(v) for v in values}
-    kinds.discard(type(None))
-    plain = (
-        (value_type == ValueType.INT64 and kinds <= {int} and all(v is None or _I64[0] <= v <= _I64[1] for v in values))
-        or (value_type == ValueType.DOUBLE and kinds <= {int, float})
-        or (value_type == ValueType.STRING and kinds <= {str})
-    )
-    if not plain:  # lists, and columns to_protos hands to Feast's converter whole
+    if not _plain_scalars(values, value_type):  # lists, and columns to_protos hands to Feast's converter whole
         return [cell(p) for p in to_protos(values, value_type)]
     if len(_CELL_MEMO) > _CELL_MEMO_SIZE:
         _CELL_MEMO.clear()
@@ -271,8 +276,9 @@ def _sqlite_tables(store: FeatureStore, online_store: Any, targets: Sequence[_Ta
     None (write through ``online_write_batch``) for any other store, a subclass of it, or a store
     whose tables carry more columns (vectors, the value_num column).
     """
-    from feast.infra.online_stores.helpers import compute_table_id
     from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    from lambdarec.featurestore.sqlite_layout import sqlite_table
 
     config = store.config
     online = config.online_store
@@ -280,8 +286,4 @@ def _sqlite_tables(store: FeatureStore, online_store: Any, targets: Sequence[_Ta
         return None
     if getattr(online, "vector_enabled", False) or getattr(online, "enable_openai_compatible_store", False):
         return None
-    versioning = bool(getattr(config.registry, "enable_online_feature_view_versioning", False))
-    return {
-        t.view.name: '"' + compute_table_id(config.project, t.view, versioning).replace('"', '""') + '"'
-        for t in targets
-    }
+    return {t.view.name: sqlite_table(config, t.view) for t in targets}
