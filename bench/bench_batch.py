@@ -217,13 +217,18 @@ def regold(lake_root: Path, shuffle_partitions: int, driver_memory: str) -> dict
     What a change to gold is measured with, without generating, ingesting and building silver
     again (those stages do not change); the new day's silver is already in the kept lake.
     """
-    from lambdarec.batch.gold import build_gold
+    from lambdarec.batch.gold import COVIEW_DAILY, build_gold
     from lambdarec.batch.lake import Lake
     from lambdarec.batch.spark import build_spark
 
     lake = Lake(lake_root)
     if not (lake.silver / f"event_date={NEW_DAY}").is_dir():
         raise SystemExit(f"{lake_root}: no silver for {NEW_DAY}; make the lake with --workdir first")
+    # The nightly run's silver rewrote the new day (and its spill): gold counts their co-views again,
+    # so the kept counts of those dates are dropped, as the changed silver files would make gold do.
+    for counted in lake.report(COVIEW_DAILY, NEW_DAY).parent.glob("*.json"):
+        if counted.stem >= NEW_DAY:
+            counted.unlink()
     spark = build_spark(
         "lambdarec-bench", master="local[2]", shuffle_partitions=shuffle_partitions, driver_memory=driver_memory
     )

@@ -7,7 +7,9 @@ Tables (each under ``gold/<table>/date=YYYY-MM-DD``):
 - ``item_stats``: per item, views/carts/purchases and popularity over 1, 7 and 30 days, cart and
   conversion rates, mean price, category and brand;
 - ``item_neighbours``: "users who bought X also bought Y" (co-purchase, by buyer over 30 days) and
-  co-view (within a session) — top-K neighbours per item with cosine scores;
+  co-view (a session's views of one date are a basket) — top-K neighbours per item with cosine
+  scores. Co-view counts are kept per event date (``coview_daily``, an internal table) and summed
+  over each window, so a nightly run counts one new date, not 30 (:func:`refresh_coview_daily`);
 - ``session_features``: point-in-time snapshots of the sessions active on the date — one row per
   event of the date with the session's features after it (the session's events of the date and
   the day before folded by the shared session fold), stamped with that event's time. The offline
@@ -30,7 +32,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from lambdarec import names
-from lambdarec.batch.lake import DAY_MS, Lake, parse_date, write_json_atomic
+from lambdarec.batch.lake import DAY_MS, Lake, date_range, parse_date, read_json, write_json_atomic
 from lambdarec.batch.sessions import (
     EVENT_TIMESTAMP,
     FOLD_COLUMNS,
@@ -47,6 +49,8 @@ ITEM_STATS = "item_stats"
 ITEM_NEIGHBOURS = "item_neighbours"
 SESSION_FEATURES = "session_features"
 GOLD_TABLES = (USER_HISTORY, ITEM_STATS, ITEM_NEIGHBOURS, SESSION_FEATURES)
+COVIEW_DAILY = "coview_daily"
+"""Per event date, co-view pair counts (an internal table: item_neighbours sums 30 of them)."""
 
 HISTORY_DAYS = 30
 TOP_CATEGORIES = 3
@@ -68,6 +72,8 @@ class GoldReport:
     seconds: float = 0.0
     table_seconds: dict[str, float] = field(default_factory=dict)
     """Wall seconds per table's job (shared by the dates of a range): where gold's time goes."""
+    coview_dates_counted: int = 0
+    """Event dates whose daily co-view counts this run (re)counted; the rest were reused."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -195,6 +201,23 @@ def co_occurrence(baskets: DataFrame, basket_col: str, k: int = NEIGHBOURS_K) ->
         ``date, item_id, neighbours (array<string>), scores (array<double>)``, best first; score =
         baskets with both / sqrt(baskets with X * baskets with Y).
     """
+    half, support = pair_counts(baskets, basket_col)
+    return top_neighbours(half, support, k)
+
+
+def pair_counts(baskets: DataFrame, basket_col: str) -> tuple[DataFrame, DataFrame]:
+    """Baskets holding each unordered pair of items, and each item, per snapshot date.
+
+    A basket counts its latest :data:`MAX_BASKET` distinct items (time desc, then id asc).
+
+    Args:
+        baskets: As for :func:`co_occurrence`.
+        basket_col: The basket column.
+
+    Returns:
+        ``(pairs, support)``: ``date, a, b, count`` with ``a < b``, and ``date, item_id, count``.
+        Counts over disjoint sets of baskets add up, which is what :func:`coview_daily` relies on.
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -203,9 +226,9 @@ def co_occurrence(baskets: DataFrame, basket_col: str, k: int = NEIGHBOURS_K) ->
     latest = Window.partitionBy(*basket).orderBy(F.desc("t"), F.asc(names.ITEM_ID))
     capped = distinct.withColumn("r", F.row_number().over(latest)).where(F.col("r") <= MAX_BASKET)
     # Each unordered pair once per basket (a < b), from the basket's sorted item list: no self-join of
-    # the baskets, and half the rows through the count and the support joins; mirrored afterwards, which
-    # gives what counting both orders gives (the same count, hence the same score, for (a, b) and (b, a)).
-    # This is where gold spends most of its time (two thirds of a day's gold at 10M events).
+    # the baskets, and half the rows through the count and the support joins; mirrored afterwards
+    # (top_neighbours), which gives what counting both orders gives (the same count, hence the same
+    # score, for (a, b) and (b, a)).
     lists = capped.groupBy(*basket).agg(F.array_sort(F.collect_list(names.ITEM_ID)).alias("items"))
     after = F.transform(
         "items",
@@ -220,6 +243,22 @@ def co_occurrence(baskets: DataFrame, basket_col: str, k: int = NEIGHBOURS_K) ->
         .count()
     )
     support = capped.groupBy(SNAPSHOT_DATE, names.ITEM_ID).count()
+    return half, support
+
+
+def top_neighbours(half: DataFrame, support: DataFrame, k: int = NEIGHBOURS_K) -> DataFrame:
+    """The ``k`` best neighbours per item from :func:`pair_counts`' output, scored by cosine.
+
+    Args:
+        half: ``date, a, b, count`` with ``a < b``.
+        support: ``date, item_id, count``.
+        k: Neighbours kept per item.
+
+    Returns:
+        As :func:`co_occurrence`.
+    """
+    from pyspark.sql import functions as F
+
     scored_half = (
         half.join(
             support.select(SNAPSHOT_DATE, F.col(names.ITEM_ID).alias("a"), F.col("count").alias("na")),
@@ -252,13 +291,64 @@ def co_occurrence(baskets: DataFrame, basket_col: str, k: int = NEIGHBOURS_K) ->
     )
 
 
-def item_neighbours(events: DataFrame, snapshots: DataFrame, k: int = NEIGHBOURS_K) -> DataFrame:
-    """Co-purchase (by buyer: user, or the session when anonymous) and co-view (by session) neighbours.
+def coview_daily(events: DataFrame) -> DataFrame:
+    """Co-view counts of each event date: every session's views of the date are one basket.
+
+    Args:
+        events: Silver events (any dates).
+
+    Returns:
+        ``date`` (the event date, string), ``a``, ``b``, ``n``: for ``b`` set, the baskets of the date
+        holding both ``a < b``; for ``b`` null, the baskets holding ``a``. A window's co-view counts
+        are the sums of its dates' rows (:func:`coview_neighbours`), so a nightly run counts one new
+        date instead of 30.
+    """
+    from pyspark.sql import functions as F
+
+    views = events.where(F.col("event_type") == "view").select(
+        F.col("event_date").cast("string").alias(SNAPSHOT_DATE),
+        F.col(SESSION_KEY).alias("basket"),
+        names.ITEM_ID,
+        "event_time",
+    )
+    half, support = pair_counts(views, "basket")
+    return half.select(SNAPSHOT_DATE, "a", "b", F.col("count").alias("n")).unionByName(
+        support.select(
+            SNAPSHOT_DATE,
+            F.col(names.ITEM_ID).alias("a"),
+            F.lit(None).cast("string").alias("b"),
+            F.col("count").alias("n"),
+        )
+    )
+
+
+def coview_neighbours(daily: DataFrame, snapshots: DataFrame, k: int = NEIGHBOURS_K) -> DataFrame:
+    """Co-view neighbours per snapshot date from the daily counts of its 30-day window.
+
+    Args:
+        daily: :func:`coview_daily` rows with their date as ``event_date`` (a date).
+        snapshots: The snapshot dates (see :func:`_snapshots`).
+        k: Neighbours per item.
+
+    Returns:
+        As :func:`co_occurrence`.
+    """
+    from pyspark.sql import functions as F
+
+    summed = _in_windows(daily, snapshots).groupBy(SNAPSHOT_DATE, "a", "b").agg(F.sum("n").alias("count"))
+    half = summed.where(F.col("b").isNotNull())
+    support = summed.where(F.col("b").isNull()).select(SNAPSHOT_DATE, F.col("a").alias(names.ITEM_ID), "count")
+    return top_neighbours(half, support, k)
+
+
+def item_neighbours(events: DataFrame, snapshots: DataFrame, coview: DataFrame, k: int = NEIGHBOURS_K) -> DataFrame:
+    """Co-purchase (by buyer: user, or the session when anonymous) and co-view (by session and date) neighbours.
 
     Args:
         events: Silver events of the windows (untagged: a basket's items are reduced to one row
             per date before they are joined to the snapshot dates, which keeps that join small).
         snapshots: The snapshot dates (see :func:`_snapshots`).
+        coview: The windows' :func:`coview_daily` rows, their date as ``event_date``.
         k: Neighbours per item.
 
     Returns:
@@ -282,7 +372,7 @@ def item_neighbours(events: DataFrame, snapshots: DataFrame, k: int = NEIGHBOURS
         F.col("neighbours").alias("copurchase_items"),
         F.col("scores").alias("copurchase_scores"),
     )
-    view = co_occurrence(baskets("view", F.col(SESSION_KEY)), "basket", k).select(
+    view = coview_neighbours(coview, snapshots, k).select(
         SNAPSHOT_DATE, names.ITEM_ID, F.col("neighbours").alias("coview_items"), F.col("scores").alias("coview_scores")
     )
     empty_s, empty_d = F.array().cast("array<string>"), F.array().cast("array<double>")
@@ -395,6 +485,72 @@ def _write(frame: DataFrame, lake: Lake, table: str, days: Sequence[str]) -> dic
     return counts
 
 
+COVIEW_RULE = {"table": COVIEW_DAILY, "version": 1, "max_basket": MAX_BASKET}
+"""What a date's co-view counts were computed by: a change here recounts every date."""
+
+
+def _silver_fingerprint(lake: Lake, day: str) -> list[list[Any]]:
+    """The files of silver's ``day`` partition (name, size, mtime): silver rewrites a date with new files."""
+    part = lake.silver / f"event_date={day}"
+    if not part.is_dir():
+        return []
+    return sorted([p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in part.iterdir() if p.is_file())
+
+
+def refresh_coview_daily(lake: Lake, silver: DataFrame, days: Sequence[str]) -> list[str]:
+    """Count co-views for each of ``days`` whose silver changed since its counts were written.
+
+    A date's counts depend on its own silver partition only, so a nightly run counts the new date
+    (and any date a late event rewrote) and reuses the rest. Each date's record under
+    ``_reports/coview_daily`` holds the silver files and the rule it was counted from; a missing or
+    different record (or partition) recounts the date.
+
+    Args:
+        lake: The lake.
+        silver: Silver events covering ``days`` (more is fine).
+        days: Event dates (``YYYY-MM-DD``).
+
+    Returns:
+        The dates counted now.
+    """
+    from pyspark.sql import functions as F
+
+    stale = []
+    for day in days:
+        record = {"rule": COVIEW_RULE, "silver": _silver_fingerprint(lake, day)}
+        held = read_json(lake.report(COVIEW_DAILY, day))
+        if held is None or held.get("rule") != record["rule"] or held.get("silver") != record["silver"]:
+            stale.append((day, record))
+        elif not (lake.gold(COVIEW_DAILY) / f"{SNAPSHOT_DATE}={day}").is_dir():
+            stale.append((day, record))
+    if not stale:
+        return []
+    for day, _ in stale:  # a crash mid-write must not leave a record that vouches for a partial partition
+        lake.report(COVIEW_DAILY, day).unlink(missing_ok=True)
+    wanted = [F.lit(day).cast("date") for day, _ in stale]
+    counted = _write(
+        coview_daily(silver.where(F.col("event_date").isin(*wanted))), lake, COVIEW_DAILY, [d for d, _ in stale]
+    )
+    for day, record in stale:
+        write_json_atomic(lake.report(COVIEW_DAILY, day), {**record, "rows": counted.get(day, 0)})
+    return [d for d, _ in stale]
+
+
+def read_coview_daily(spark: SparkSession, lake: Lake, days: Sequence[str]) -> DataFrame:
+    """The co-view counts of ``days`` (see :func:`coview_daily`), their date as ``event_date`` (a date)."""
+    from pyspark.sql import functions as F
+
+    root = lake.gold(COVIEW_DAILY)
+    paths = [str(root / f"{SNAPSHOT_DATE}={d}") for d in days]
+    if not paths:
+        return spark.createDataFrame([], "event_date date, a string, b string, n long")
+    return (
+        spark.read.option("basePath", str(root))
+        .parquet(*paths)
+        .select(F.col(SNAPSHOT_DATE).cast("string").cast("date").alias("event_date"), "a", "b", "n")
+    )
+
+
 def build_gold_range(
     spark: SparkSession, lake: Lake, days: Sequence[str], *, k: int = NEIGHBOURS_K
 ) -> list[GoldReport]:
@@ -431,14 +587,23 @@ def build_gold_range(
     ).persist(StorageLevel.MEMORY_AND_DISK)
     stamp = F.timestamp_millis(_snapshot_ms()).alias(EVENT_TIMESTAMP)
     tagged = _in_windows(window, snapshots)
-    tables = {
-        USER_HISTORY: user_history(tagged).select("*", stamp),
-        ITEM_STATS: item_stats(tagged).select("*", stamp),
-        ITEM_NEIGHBOURS: item_neighbours(window, snapshots, k).select("*", stamp),
-        SESSION_FEATURES: session_features(window, snapshots),
-    }
     reports = {day: GoldReport(date=day) for day in ordered}
     try:
+        counting = time.monotonic()
+        # The windows' dates that silver holds (a window reaching back before the lake has fewer).
+        event_days = [d.isoformat() for d in date_range(first, last) if _silver_fingerprint(lake, d.isoformat())]
+        recounted = refresh_coview_daily(lake, window, event_days)
+        for report in reports.values():
+            report.table_seconds[COVIEW_DAILY] = round(time.monotonic() - counting, 2)
+            report.coview_dates_counted = len(recounted)
+        tables = {
+            USER_HISTORY: user_history(tagged).select("*", stamp),
+            ITEM_STATS: item_stats(tagged).select("*", stamp),
+            ITEM_NEIGHBOURS: item_neighbours(window, snapshots, read_coview_daily(spark, lake, event_days), k).select(
+                "*", stamp
+            ),
+            SESSION_FEATURES: session_features(window, snapshots),
+        }
         for table, frame in tables.items():
             table_started = time.monotonic()
             for day, rows in _write(frame, lake, table, ordered).items():
