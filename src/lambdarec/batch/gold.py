@@ -494,7 +494,8 @@ def _silver_fingerprint(lake: Lake, day: str) -> list[list[Any]]:
     part = lake.silver / f"event_date={day}"
     if not part.is_dir():
         return []
-    return sorted([p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in part.iterdir() if p.is_file())
+    stats = [(p.name, p.stat()) for p in part.iterdir() if p.is_file()]
+    return sorted([name, st.st_size, st.st_mtime_ns] for name, st in stats)
 
 
 def refresh_coview_daily(lake: Lake, silver: DataFrame, days: Sequence[str]) -> list[str]:
@@ -591,7 +592,9 @@ def build_gold_range(
     try:
         counting = time.monotonic()
         # The windows' dates that silver holds (a window reaching back before the lake has fewer).
-        event_days = [d.isoformat() for d in date_range(first, last) if _silver_fingerprint(lake, d.isoformat())]
+        event_days = [
+            d.isoformat() for d in date_range(first, last) if (lake.silver / f"event_date={d.isoformat()}").is_dir()
+        ]
         recounted = refresh_coview_daily(lake, window, event_days)
         for report in reports.values():
             report.table_seconds[COVIEW_DAILY] = round(time.monotonic() - counting, 2)
