@@ -217,9 +217,12 @@ def apply(settings: Settings) -> dict[str, list[str]]:
     Returns:
         The names applied, by kind.
     """
+    from lambdarec.featurestore.sqlite_layout import add_read_indexes
+
     store = open_store(settings)
     objects = load_definitions(settings)
     store.apply(objects)
+    add_read_indexes(store)  # after Feast's update has created the tables
     applied: dict[str, list[str]] = {}
     for obj in objects:
         applied.setdefault(type(obj).__name__, []).append(obj.name)

@@ -100,3 +100,49 @@ def test_normalize_matches_feasts_round_trip() -> None:
     for values, value_type in cases:
         expected = [feast_value_type_to_python_type(p) for p in python_values_to_proto_values(values, value_type)]
         assert normalize(values, value_type) == expected, (values, value_type)
+
+
+def test_batch_only_views_get_the_covering_read_index(settings: Settings) -> None:
+    import sqlite3
+
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    from lambdarec.featurestore.sqlite_layout import add_read_indexes, select_values, sqlite_table, sqlite_table_id
+
+    store = open_store(settings)
+    config = store.config
+    views = {v.name: v for v in store.list_feature_views()}
+    indexed = set(add_read_indexes(store))  # again: idempotent
+    assert sqlite_table_id(config, views[names.ITEM_STATS_FEATURE_VIEW]) in indexed
+    assert sqlite_table_id(config, views[names.USER_HISTORY_FEATURE_VIEW]) in indexed
+    pushed = [v for v in views.values() if v.stream_source is not None]
+    assert pushed and not indexed & {sqlite_table_id(config, v) for v in pushed}
+    item_stats = sqlite_table(config, views[names.ITEM_STATS_FEATURE_VIEW])
+    with sqlite3.connect(SqliteOnlineStore._get_db_path(config)) as connection:  # noqa: SLF001
+        for wanted, view_features in ((8, 17), (2, 17)):
+            sql = select_values(item_stats, 120, wanted, view_features)
+            rows = connection.execute(f"EXPLAIN QUERY PLAN {sql}", [b"k"] * (120 + wanted))
+            plan = " ".join(str(row[-1]) for row in rows)
+            assert "COVERING INDEX" in plan and "_lambdarec_read" in plan, plan
+            assert ("+feature_name" in sql) == (wanted == 8)
+
+
+def test_reader_equals_feast_without_the_read_index(settings: Settings) -> None:
+    import sqlite3
+
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    from lambdarec.featurestore.sqlite_layout import add_read_indexes, read_index
+
+    store = open_store(settings)
+    path = SqliteOnlineStore._get_db_path(store.config)  # noqa: SLF001
+    views = [store.get_feature_view(n) for n in (names.ITEM_STATS_FEATURE_VIEW, names.USER_HISTORY_FEATURE_VIEW)]
+    with sqlite3.connect(path) as connection:
+        for view in views:
+            connection.execute(f"DROP INDEX {read_index(store.config, view)}")
+    try:
+        for user, items in CASES:
+            expected = get_online_features(store, user, items, request_time_ms=NOW_MS)
+            assert read_online_features(online_reader(store), user, items, request_time_ms=NOW_MS) == expected
+    finally:
+        add_read_indexes(store)
