@@ -8,7 +8,9 @@ its 30-day window full) run as in production. **Daily incremental** — what a n
 ``daily_features`` run pays: the new day's events arrive as their own bronze ingest, silver is
 built for the dates they touch only (the new day and the spill), and gold for the new day over
 the 30 days that end with it (in this one Spark session: the DAG's spark-submit JVM starts are
-measured by bench_dags.py). Peak
+measured by bench_dags.py); with ``--materialize``, then the new day's gold into a fresh SQLite
+online store through ``lambdarec.featurestore.store.materialize`` over the window the
+``daily_features`` DAG loads (after the Spark session has stopped, as the DAG's own task). Peak
 memory is the largest resident set of this process plus its children (the JVM, Python workers),
 sampled every 0.2 s. CPU seconds (user + system of the same process tree) and the machine's load
 average are recorded too: on a shared machine wall time alone says little. Writes
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import shutil
@@ -122,9 +125,19 @@ def bronze_from_parquet(spark: Any, events_path: Path, bronze_dir: Path, *, new_
 
 
 def run_size(
-    n_events: int, workdir: Path, shuffle_partitions: int, driver_memory: str, *, keep: bool = False
+    n_events: int,
+    workdir: Path,
+    shuffle_partitions: int,
+    driver_memory: str,
+    *,
+    keep: bool = False,
+    materialize_new_day: bool = False,
 ) -> dict[str, Any]:
-    """Generate, then time bronze, silver and gold for one size; ``keep`` leaves the lake in ``workdir``."""
+    """Generate, then time bronze, silver and gold for one size; ``keep`` leaves the lake in ``workdir``.
+
+    ``materialize_new_day`` adds the nightly's last step to the daily incremental run: the new
+    day's gold into the online store (:func:`materialize_day`).
+    """
     from lambdarec.batch.bronze import bronze_dates
     from lambdarec.batch.gold import build_gold
     from lambdarec.batch.lake import Lake
@@ -197,6 +210,12 @@ def run_size(
                     f"load {psutil.getloadavg()[0]:4.1f}  peak {memory.peak_mib:,.0f} MiB",
                     flush=True,
                 )
+            if materialize_new_day:
+                spark.stop()  # the DAG materializes in its own task, without the batch layer's JVM
+                memory.reset()
+                record = materialize_day(lake, memory)
+                result["daily_incremental"]["stages"]["materialize"] = record
+                print(f"{n_events:>11,} events  incremental materialize {record['seconds']:7.1f} s", flush=True)
     finally:
         spark.stop()
         if not keep:
@@ -207,8 +226,51 @@ def run_size(
     incremental["seconds"] = round(sum(s["seconds"] for s in incremental["stages"].values()), 1)
     incremental["what"] = (
         f"{NEW_DAY} added to 30 days of history: its bronze ingest, silver of the dates it touches, gold of {NEW_DAY}"
+        + (", its gold loaded into a fresh SQLite online store" if materialize_new_day else "")
     )
     return result
+
+
+def materialize_day(lake: Any, memory: PeakMemory) -> dict[str, Any]:
+    """Time the nightly's materialize of :data:`NEW_DAY` from ``lake``'s gold into a fresh SQLite online store.
+
+    The window is the ``daily_features`` DAG's (``lambdarec.quality.steps.materialize_day``: the
+    day's snapshots are stamped 00:00 the next day). The store is new and empty, so every row is an
+    insert; a store holding yesterday's rows gets the same number of upserts.
+    """
+    from lambdarec.featurestore.store import apply, materialize
+    from lambdarec.settings import load_settings
+
+    previous = os.environ.get("LAMBDAREC_LAKE_DIR")
+    os.environ["LAMBDAREC_LAKE_DIR"] = str(lake.root)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-batch-feast-") as scratch:
+            settings = load_settings("local", state_dir=Path(scratch))
+            apply(settings)  # the registry, the tables and their read indexes, as the DAG's batch task leaves them
+            cpu_before = memory.cpu_s()
+            load = LoadSampler().start()
+            started = time.perf_counter()
+            start = datetime.fromisoformat(NEW_DAY).replace(tzinfo=UTC)
+            report = materialize(settings, start, start + timedelta(days=2))
+            seconds = time.perf_counter() - started
+            load.stop()
+            online = Path(scratch) / "feast" / "online.db"
+            return {
+                "seconds": round(seconds, 1),
+                "cpu_s": round(memory.cpu_s() - cpu_before, 1),
+                "load_avg_1m": round(psutil.getloadavg()[0], 1),
+                **load.summary(),
+                "peak_rss_mib": round(memory.peak_mib),
+                "detail": {
+                    **report.to_dict(),
+                    "online_store_mib": round(online.stat().st_size / 2**20, 1) if online.exists() else None,
+                },
+            }
+    finally:
+        if previous is None:
+            os.environ.pop("LAMBDAREC_LAKE_DIR", None)
+        else:
+            os.environ["LAMBDAREC_LAKE_DIR"] = previous
 
 
 def regold(lake_root: Path, shuffle_partitions: int, driver_memory: str) -> dict[str, Any]:
@@ -318,9 +380,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="with --regold: the result file of the run that built the lake (the report adds its bronze and "
         "silver of the new day to the re-timed gold for the daily incremental figure)",
     )
+    parser.add_argument(
+        "--materialize",
+        action="store_true",
+        help="also time the nightly's materialize of the new day's gold into a fresh SQLite online store "
+        "(the daily incremental run's last stage; with --regold: after the re-timed gold)",
+    )
     args = parser.parse_args(argv)
     if args.regold:
         doc = regold_document(args.regold, args.base, regold(args.regold, args.shuffle_partitions, args.driver_memory))
+        if args.materialize:
+            from lambdarec.batch.lake import Lake
+
+            with PeakMemory() as memory:
+                doc["materialize"] = materialize_day(Lake(args.regold), memory)
+            print(f"materialize {NEW_DAY}: {doc['materialize']['seconds']} s", flush=True)
         doc["command"] = "bench/bench_batch.py " + " ".join(argv if argv is not None else sys.argv[1:])
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(doc, indent=2))
@@ -329,11 +403,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
         for n in args.events:
-            runs.append(run_size(n, args.workdir, args.shuffle_partitions, args.driver_memory, keep=True))
+            runs.append(
+                run_size(
+                    n,
+                    args.workdir,
+                    args.shuffle_partitions,
+                    args.driver_memory,
+                    keep=True,
+                    materialize_new_day=args.materialize,
+                )
+            )
     else:
         with tempfile.TemporaryDirectory(prefix="lambdarec-bench-batch-") as tmp:
             for n in args.events:
-                runs.append(run_size(n, Path(tmp), args.shuffle_partitions, args.driver_memory))
+                runs.append(
+                    run_size(
+                        n, Path(tmp), args.shuffle_partitions, args.driver_memory, materialize_new_day=args.materialize
+                    )
+                )
     growth = {}
     if len(runs) > 1:
         small, large = runs[0], runs[-1]
