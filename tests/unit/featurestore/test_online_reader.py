@@ -108,15 +108,26 @@ def test_batch_only_views_get_the_covering_read_index(settings: Settings) -> Non
     from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
     from lambdarec.featurestore.sqlite_layout import add_read_indexes, select_values, sqlite_table, sqlite_table_id
+    from lambdarec.featurestore.store import READ_INDEXED_SERVICES
 
     store = open_store(settings)
     config = store.config
     views = {v.name: v for v in store.list_feature_views()}
-    indexed = set(add_read_indexes(store))  # again: idempotent
-    assert sqlite_table_id(config, views[names.ITEM_STATS_FEATURE_VIEW]) in indexed
-    assert sqlite_table_id(config, views[names.USER_HISTORY_FEATURE_VIEW]) in indexed
+    indexed = set(add_read_indexes(store, READ_INDEXED_SERVICES))  # again: idempotent
+    assert indexed == {
+        sqlite_table_id(config, views[names.ITEM_STATS_FEATURE_VIEW]),
+        sqlite_table_id(config, views[names.USER_HISTORY_FEATURE_VIEW]),
+    }
     pushed = [v for v in views.values() if v.stream_source is not None]
     assert pushed and not indexed & {sqlite_table_id(config, v) for v in pushed}
+    assert add_read_indexes(store, ["no_such_service"]) == []
+    with sqlite3.connect(SqliteOnlineStore._get_db_path(config)) as connection:  # noqa: SLF001
+        names_there = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert not any(
+        n.startswith(sqlite_table_id(config, views[names.ITEM_NEIGHBOURS_FEATURE_VIEW]))
+        and n.endswith("_lambdarec_read")
+        for n in names_there
+    )  # read for a few seed items only
     item_stats = sqlite_table(config, views[names.ITEM_STATS_FEATURE_VIEW])
     with sqlite3.connect(SqliteOnlineStore._get_db_path(config)) as connection:  # noqa: SLF001
         for wanted, view_features in ((8, 17), (2, 17)):
@@ -145,4 +156,6 @@ def test_reader_equals_feast_without_the_read_index(settings: Settings) -> None:
             expected = get_online_features(store, user, items, request_time_ms=NOW_MS)
             assert read_online_features(online_reader(store), user, items, request_time_ms=NOW_MS) == expected
     finally:
-        add_read_indexes(store)
+        from lambdarec.featurestore.store import READ_INDEXED_SERVICES
+
+        add_read_indexes(store, READ_INDEXED_SERVICES)
