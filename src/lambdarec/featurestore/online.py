@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lambdarec.featurestore.sqlite_layout import select_values
+
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto
@@ -419,8 +421,6 @@ class OnlineFeatureReader:
             return out
 
         from feast.protos.feast.types.Value_pb2 import Value
-
-        from lambdarec.featurestore.sqlite_layout import select_values
 
         serialized = [self._serialize(entry, key) for key in unique]
         position = {key: i for i, key in enumerate(serialized)}

@@ -10,8 +10,9 @@ Feast keeps one row per (entity, feature) and indexes the table by its primary k
 into the table for ``value``. :func:`add_read_indexes` adds a covering index
 ``(entity_key, feature_name, value)`` to the tables of the views a per-candidate service reads
 (``ranking_v2``: ~120 items per request) and only the batch layer fills: such a read then never
-leaves the index (~35% less time for ``ranking_v2``'s item stats). The index costs the nightly
-materialize ~30% more write time and its table's size again, so views read for one or a few
+leaves the index (~35% less time for ``ranking_v2``'s item stats). The index holds its table's
+values again and costs ~30% more SQLite write time on its table (at 10M events the nightly
+materialize took 159 s against 155 s without it), so views read for one or a few
 entities per request are left as Feast made them, and so are the views the speed layer pushes to
 (every push would also rewrite the index).
 """
