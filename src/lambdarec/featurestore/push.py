@@ -202,6 +202,8 @@ class PushWriter:
         from feast.infra.key_encoding_utils import serialize_entity_key
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 
+        from lambdarec.featurestore.sqlite_layout import upsert_values
+
         config = self.store.config
         version = config.entity_key_serialization_version
         n_rows = len(event_times)
@@ -228,13 +230,7 @@ class PushWriter:
         connection = self._online_store._get_conn(config)  # type: ignore[attr-defined]  # noqa: SLF001 - Feast writes with it
         with connection:  # one transaction, as online_write_batch's, for every view
             for table, rows in batches:
-                connection.executemany(
-                    f"INSERT INTO {table} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
-                    "value = excluded.value, value_text = excluded.value_text, "
-                    "event_ts = excluded.event_ts, created_ts = excluded.created_ts",
-                    rows,
-                )
+                connection.executemany(upsert_values(table), rows)
         return n_rows
 
 

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -295,9 +295,18 @@ BATCH_TABLES = {
 
 
 def materialize(
-    settings: Settings, start: datetime, end: datetime, views: Sequence[str] | None = None
+    settings: Settings,
+    start: datetime,
+    end: datetime,
+    views: Sequence[str] | None = None,
+    *,
+    through_feast: bool = False,
 ) -> MaterializeReport:
     """Load the latest features in ``[start, end)`` from the offline into the online store.
+
+    On Feast's SQLite online store the load is :func:`lambdarec.featurestore.load.materialize_sqlite`
+    (the same cells as ``FeatureStore.materialize``, about twice as fast); any other store goes
+    through ``FeatureStore.materialize``.
 
     Args:
         settings: The environment.
@@ -305,18 +314,31 @@ def materialize(
         end: Event times before this are loaded.
         views: Feature views to load; by default those of :data:`BATCH_TABLES` whose gold table
             exists (the speed layer's user and item views are filled by the pusher only).
+        through_feast: Always use ``FeatureStore.materialize`` (to compare the two).
     """
+    from lambdarec.featurestore.load import direct_load_supported, materialize_sqlite
+
     store = open_store(settings)
     if views is None:
         lake = source_lake(settings)
         views = [view for view, table in BATCH_TABLES.items() if lake.gold(table).exists()]
     started = time.monotonic()
-    store.materialize(start_date=start, end_date=end, feature_views=list(views))
+    start, end = _aware(start), _aware(end)
+    direct = not through_feast and direct_load_supported(store, [store.get_feature_view(v) for v in views])
+    if direct:
+        loads = {load.view: load.entities for load in materialize_sqlite(store, list(views), start, end)}
+    else:
+        store.materialize(start_date=start, end_date=end, feature_views=list(views))
     report = MaterializeReport(start=start.isoformat(), end=end.isoformat(), seconds=time.monotonic() - started)
     for view, table in BATCH_TABLES.items():
         if view in views:
-            report.rows[view] = _latest_rows(settings, table, start, end)
+            report.rows[view] = loads[view] if direct else _latest_rows(settings, table, start, end)
     return report
+
+
+def _aware(moment: datetime) -> datetime:
+    """``moment`` with UTC as its time zone when it has none (as Feast's ``make_tzaware``)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def ranking_rows(user_id: str, item_ids: Sequence[str], request_time_ms: int | None = None) -> list[dict[str, Any]]:
