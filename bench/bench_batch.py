@@ -8,9 +8,10 @@ its 30-day window full) run as in production. **Daily incremental** — what a n
 ``daily_features`` run pays: the new day's events arrive as their own bronze ingest, silver is
 built for the dates they touch only (the new day and the spill), and gold for the new day over
 the 30 days that end with it (in this one Spark session: the DAG's spark-submit JVM starts are
-measured by bench_dags.py); with ``--materialize``, then the new day's gold into a fresh SQLite
-online store through ``lambdarec.featurestore.store.materialize`` over the window the
-``daily_features`` DAG loads (after the Spark session has stopped, as the DAG's own task). Peak
+measured by bench_dags.py); with ``--materialize``, then the new day's gold into a SQLite
+online store holding the day before's features, through ``lambdarec.featurestore.store.materialize``
+over the window the ``daily_features`` DAG loads (after the Spark session has stopped, as the DAG's
+own task; ``--materialize-compare LAKE`` times that load both ways, direct and through Feast). Peak
 memory is the largest resident set of this process plus its children (the JVM, Python workers),
 sampled every 0.2 s. CPU seconds (user + system of the same process tree) and the machine's load
 average are recorded too: on a shared machine wall time alone says little. Writes
@@ -226,17 +227,17 @@ def run_size(
     incremental["seconds"] = round(sum(s["seconds"] for s in incremental["stages"].values()), 1)
     incremental["what"] = (
         f"{NEW_DAY} added to 30 days of history: its bronze ingest, silver of the dates it touches, gold of {NEW_DAY}"
-        + (", its gold loaded into a fresh SQLite online store" if materialize_new_day else "")
+        + (", its gold loaded into a SQLite online store holding the day before's" if materialize_new_day else "")
     )
     return result
 
 
 def materialize_day(lake: Any, memory: PeakMemory) -> dict[str, Any]:
-    """Time the nightly's materialize of :data:`NEW_DAY` from ``lake``'s gold into a fresh SQLite online store.
+    """Time the nightly's materialize of :data:`NEW_DAY` from ``lake``'s gold into the SQLite online store.
 
     The window is the ``daily_features`` DAG's (``lambdarec.quality.steps.materialize_day``: the
-    day's snapshots are stamped 00:00 the next day). The store is new and empty, so every row is an
-    insert; a store holding yesterday's rows gets the same number of upserts.
+    day's snapshots are stamped 00:00 the next day). As the nightly finds it, the store already
+    holds the day before's features (loaded first, untimed), so the new day's cells are upserts.
     """
     from lambdarec.featurestore.store import apply, materialize
     from lambdarec.settings import load_settings
@@ -247,10 +248,13 @@ def materialize_day(lake: Any, memory: PeakMemory) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="bench-batch-feast-") as scratch:
             settings = load_settings("local", state_dir=Path(scratch))
             apply(settings)  # the registry, the tables and their read indexes, as the DAG's batch task leaves them
+            start = datetime.fromisoformat(NEW_DAY).replace(tzinfo=UTC)
+            yesterday = start - timedelta(days=1)
+            if lake.gold("item_stats").joinpath(f"date={yesterday.date().isoformat()}").is_dir():
+                materialize(settings, yesterday, start + timedelta(days=1))  # last night's load, untimed
             cpu_before = memory.cpu_s()
             load = LoadSampler().start()
             started = time.perf_counter()
-            start = datetime.fromisoformat(NEW_DAY).replace(tzinfo=UTC)
             report = materialize(settings, start, start + timedelta(days=2))
             seconds = time.perf_counter() - started
             load.stop()
@@ -356,6 +360,81 @@ def _date_events(lake: Any, day: str) -> int:
     return int(ds.dataset(str(folder), format="parquet").count_rows()) if folder.is_dir() else 0
 
 
+def _table_digests(settings: Any) -> dict[str, dict[str, Any]]:
+    """Cells and a SHA-256 of every batch view's SQLite table (all columns Feast writes, in key order)."""
+    import hashlib
+    import sqlite3
+
+    from lambdarec.featurestore.sqlite_layout import sqlite_table
+    from lambdarec.featurestore.store import BATCH_TABLES, feast_dir, open_store
+
+    store = open_store(settings)
+    connection = sqlite3.connect(feast_dir(settings) / "online.db")
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        for view in BATCH_TABLES:
+            digest, cells = hashlib.sha256(), 0
+            cursor = connection.execute(
+                "SELECT entity_key, feature_name, value, value_text, event_ts, created_ts "
+                f"FROM {sqlite_table(store.config, store.get_feature_view(view))} ORDER BY entity_key, feature_name"
+            )
+            while batch := cursor.fetchmany(100_000):
+                digest.update(repr(batch).encode())
+                cells += len(batch)
+            out[view] = {"cells": cells, "sha256": digest.hexdigest()}
+    finally:
+        connection.close()
+    return out
+
+
+def materialize_compare(lake: Any) -> dict[str, Any]:
+    """The nightly's online load both ways on ``lake``: the direct SQLite load and ``FeatureStore.materialize``.
+
+    Each way gets a fresh store: the day before :data:`NEW_DAY` is loaded into the empty store
+    (every cell an insert), then :data:`NEW_DAY` over it (every cell an upsert of yesterday's, as
+    the nightly DAG finds the store). Both loads are timed; the tables are then compared by digest.
+    """
+    from lambdarec.featurestore.store import apply, materialize
+    from lambdarec.settings import load_settings
+
+    previous = os.environ.get("LAMBDAREC_LAKE_DIR")
+    os.environ["LAMBDAREC_LAKE_DIR"] = str(lake.root)
+    new_day = datetime.fromisoformat(NEW_DAY).replace(tzinfo=UTC)
+    days = {"into_empty_store": new_day - timedelta(days=1), "over_yesterdays_store": new_day}
+    result: dict[str, Any] = {}
+    try:
+        for way, through_feast in (("direct", False), ("through_feast", True)):
+            with tempfile.TemporaryDirectory(prefix="bench-batch-feast-") as scratch:
+                settings = load_settings("local", state_dir=Path(scratch))
+                apply(settings)
+                record: dict[str, Any] = {}
+                for label, day in days.items():
+                    load = LoadSampler().start()
+                    cpu = time.process_time()
+                    report = materialize(settings, day, day + timedelta(days=2), through_feast=through_feast)
+                    load.stop()
+                    record[label] = {
+                        "day": day.date().isoformat(),
+                        "seconds": round(report.seconds, 1),
+                        "cpu_s": round(time.process_time() - cpu, 1),
+                        "entities": report.rows,
+                        **load.summary(),
+                    }
+                    print(f"materialize {way} {label} ({day.date()}): {report.seconds:.1f} s", flush=True)
+                online = Path(scratch) / "feast" / "online.db"
+                record["online_store_mib"] = round(online.stat().st_size / 2**20, 1)
+                record["tables"] = _table_digests(settings)
+                result[way] = record
+    finally:
+        if previous is None:
+            os.environ.pop("LAMBDAREC_LAKE_DIR", None)
+        else:
+            os.environ["LAMBDAREC_LAKE_DIR"] = previous
+    result["tables_equal"] = result["direct"]["tables"] == result["through_feast"]["tables"]
+    print("tables equal:", result["tables_equal"], flush=True)
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run every size and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -383,10 +462,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--materialize",
         action="store_true",
-        help="also time the nightly's materialize of the new day's gold into a fresh SQLite online store "
+        help="also time the nightly's materialize of the new day's gold into a SQLite online store holding "
+        "the day before's "
         "(the daily incremental run's last stage; with --regold: after the re-timed gold)",
     )
+    parser.add_argument(
+        "--materialize-compare",
+        type=Path,
+        metavar="LAKE",
+        help="only time the nightly's online load on a lake kept by --workdir, both ways (the direct SQLite "
+        "load and FeatureStore.materialize), each into a fresh store then over yesterday's, and compare the tables",
+    )
     args = parser.parse_args(argv)
+    if args.materialize_compare:
+        from lambdarec.batch.lake import Lake
+
+        doc = {
+            "benchmark": "batch_materialize",
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine(),
+            "lake": str(args.materialize_compare),
+            "command": "bench/bench_batch.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            **materialize_compare(Lake(args.materialize_compare)),
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(doc, indent=2))
+        return doc
     if args.regold:
         doc = regold_document(args.regold, args.base, regold(args.regold, args.shuffle_partitions, args.driver_memory))
         if args.materialize:

@@ -465,6 +465,7 @@ def batch_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Section
             cpu_series.setdefault(f"{stage} (CPU-s)", []).append((float(events), float(figures.get("cpu_s", 0))))
     section.figures += _other_stage_figures(section.area, docs, goal_events, op, threshold, source)
     section.figures += _incremental_figures(section.area, docs, goal_events)
+    section.figures += _materialize_figures(section.area, docs)
     section.notes += [str(n) for n in doc.get("notes", [])]
     scale = None
     if len(runs) > 1:
@@ -506,6 +507,41 @@ def batch_section(docs: dict[str, tuple[Path, dict[str, Any]]]) -> tuple[Section
             goal_line=threshold,
         )
     return section, scale
+
+
+def _materialize_figures(area: str, docs: dict[str, tuple[Path, dict[str, Any]]]) -> list[Figure]:
+    """The nightly's online load timed both ways (``bench_batch.py --materialize-compare``): no goal of its own."""
+    figures: list[Figure] = []
+    for name in sorted(n for n in docs if docs[n][1].get("benchmark") == "batch_materialize"):
+        path, doc = docs[name]
+        equal = "equal" if doc.get("tables_equal") else "NOT equal"
+        for way, label in (("direct", "the direct SQLite load"), ("through_feast", "FeatureStore.materialize")):
+            record = doc.get(way) or {}
+            cases = (("over_yesterdays_store", "over yesterday's store"), ("into_empty_store", "into an empty store"))
+            for case, text in cases:
+                block = record.get(case)
+                if not isinstance(block, dict):
+                    continue
+                entities = block.get("entities") or {}
+                figures.append(
+                    Figure(
+                        area,
+                        f"nightly online load into SQLite {text}, {label}",
+                        block.get("seconds"),
+                        "s",
+                        NO_GOAL,
+                        name,
+                        meaning=(
+                            f"gold of {block.get('day')} ({fmt(sum(entities.values()))} entities) into the online "
+                            f"store, {fmt(block.get('cpu_s'))} CPU-s; part of the nightly's 60 s goal, not a goal "
+                            f"itself; the two ways' tables {equal} (SHA-256 of every cell)"
+                        ),
+                        command=f"{PY} {doc['command']}" if doc.get("command") else f"{PY} bench/bench_batch.py",
+                        measured_at=measured_at(doc, path),
+                        load_1m=first_load(block),
+                    )
+                )
+    return figures
 
 
 def _gold_date_text(detail: dict[str, Any]) -> str:
