@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -57,3 +59,24 @@ CASES = [  # (user, candidate items) read by the reader tests
     ("u4", ["i1", "i3"]),
     ("ghost", ["i1", "ghost-item"]),  # unknown user
 ]
+
+
+def online_cells(settings: Any, views: Iterable[str]) -> dict[str, list[tuple[object, ...]]]:
+    """Each view's cells in the state's SQLite online store, in key order (every column Feast writes)."""
+    import sqlite3
+
+    from lambdarec.featurestore.sqlite_layout import sqlite_table
+    from lambdarec.featurestore.store import feast_dir, open_store
+
+    store = open_store(settings)
+    connection = sqlite3.connect(feast_dir(settings) / "online.db")
+    try:
+        return {
+            view: connection.execute(
+                "SELECT entity_key, feature_name, value, value_text, event_ts, created_ts "
+                f"FROM {sqlite_table(store.config, store.get_feature_view(view))} ORDER BY entity_key, feature_name"
+            ).fetchall()
+            for view in views
+        }
+    finally:
+        connection.close()

@@ -7,10 +7,12 @@ from datetime import timedelta
 import pytest
 from batch_lake_helpers import LAST
 
+from feast_gold import online_cells
 from lambdarec import names
 from lambdarec.batch.lake import Lake, parse_date, snapshot_time
 from lambdarec.batch.pipeline import example_entities
 from lambdarec.featurestore.store import (
+    BATCH_TABLES,
     apply,
     get_online_features,
     materialize,
@@ -115,39 +117,16 @@ def test_redis_online_store(
     assert read_online_features(online_reader(open_store(prod)), user, items, request_time_ms=1) == redis_values
 
 
-def _online_cells(settings: Settings) -> dict[str, list[tuple[object, ...]]]:
-    """Every batch view's SQLite cells, in key order (all the columns Feast writes)."""
-    import sqlite3
-
-    from lambdarec.featurestore.sqlite_layout import sqlite_table
-    from lambdarec.featurestore.store import BATCH_TABLES, feast_dir
-
-    store = open_store(settings)
-    connection = sqlite3.connect(feast_dir(settings) / "online.db")
-    try:
-        return {
-            view: connection.execute(
-                "SELECT entity_key, feature_name, value, value_text, event_ts, created_ts "
-                f"FROM {sqlite_table(store.config, store.get_feature_view(view))} ORDER BY entity_key, feature_name"
-            ).fetchall()
-            for view in BATCH_TABLES
-        }
-    finally:
-        connection.close()
-
-
 def test_direct_load_writes_what_feast_materialize_writes(
     applied: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """On Spark's gold (lists, nulls, sessions, neighbours) the SQLite load's cells are Feast's own."""
-    from lambdarec.featurestore.store import BATCH_TABLES
-
     materialize(applied, START, END)  # the direct load: the default on SQLite
-    direct = _online_cells(applied)
+    direct = online_cells(applied, BATCH_TABLES)
     monkeypatch.setenv("LAMBDAREC_LAKE_DIR", str(Lake.under(applied.state_dir).root))
     other = load_settings("local", state_dir=tmp_path_factory.mktemp("through-feast"))
     apply(other)
     materialize(other, START, END, list(BATCH_TABLES), through_feast=True)
-    through_feast = _online_cells(other)
+    through_feast = online_cells(other, BATCH_TABLES)
     assert all(through_feast[view] for view in BATCH_TABLES)  # every batch view has cells
     assert direct == through_feast

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,11 +16,10 @@ from feast.infra.online_stores.helpers import extract_text_and_num  # noqa: E402
 from feast.type_map import python_values_to_proto_values  # noqa: E402
 from feast.value_type import ValueType  # noqa: E402
 
-from feast_gold import SNAPSHOT, write_gold  # noqa: E402
+from feast_gold import SNAPSHOT, online_cells, write_gold  # noqa: E402
 from lambdarec import names  # noqa: E402
 from lambdarec.featurestore.load import column_cells, direct_load_supported  # noqa: E402
-from lambdarec.featurestore.sqlite_layout import sqlite_table  # noqa: E402
-from lambdarec.featurestore.store import apply, feast_dir, materialize, open_store  # noqa: E402
+from lambdarec.featurestore.store import apply, materialize, open_store  # noqa: E402
 from lambdarec.settings import Settings, load_settings  # noqa: E402
 
 VIEWS = [names.USER_HISTORY_FEATURE_VIEW, names.ITEM_STATS_FEATURE_VIEW]
@@ -36,18 +34,7 @@ def _state(root: Path) -> Settings:
 
 
 def _cells(settings: Settings) -> dict[str, list[tuple[object, ...]]]:
-    store = open_store(settings)
-    connection = sqlite3.connect(feast_dir(settings) / "online.db")
-    try:
-        return {
-            view: connection.execute(
-                "SELECT entity_key, feature_name, value, value_text, event_ts, created_ts "
-                f"FROM {sqlite_table(store.config, store.get_feature_view(view))} ORDER BY entity_key, feature_name"
-            ).fetchall()
-            for view in VIEWS
-        }
-    finally:
-        connection.close()
+    return online_cells(settings, VIEWS)
 
 
 @pytest.fixture(scope="module")
