@@ -212,23 +212,19 @@ def load_view(store: FeatureStore, view: FeatureView, start: datetime, end: date
     return ViewLoad(view=view.name, entities=table.num_rows, cells=cells, seconds=time.monotonic() - started)
 
 
-def materialize_sqlite(store: FeatureStore, views: Sequence[str], start: datetime, end: datetime) -> list[ViewLoad]:
+def materialize_sqlite(
+    store: FeatureStore, views: Sequence[FeatureView], start: datetime, end: datetime
+) -> list[ViewLoad]:
     """``store.materialize(start, end, views)`` for Feast's SQLite online store (see the module docstring).
 
     Args:
         store: The feature store.
-        views: Feature view names.
+        views: The feature views, for which :func:`direct_load_supported` holds (the caller checked).
         start: Oldest event time loaded (timezone-aware).
         end: Event times before this are loaded.
-
-    Raises:
-        ValueError: :func:`direct_load_supported` does not hold for these views.
     """
-    resolved = [store.get_feature_view(name) for name in views]
-    if not direct_load_supported(store, resolved):
-        raise ValueError("these views need FeatureStore.materialize")
     loads = []
-    for view in resolved:
+    for view in views:
         load = load_view(store, view, start, end)
         print(f"{view.name}: {load.entities:,} entities, {load.cells:,} cells in {load.seconds:.1f} s", flush=True)
         loads.append(load)

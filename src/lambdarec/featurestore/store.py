@@ -324,9 +324,10 @@ def materialize(
         views = [view for view, table in BATCH_TABLES.items() if lake.gold(table).exists()]
     started = time.monotonic()
     start, end = _aware(start), _aware(end)
-    direct = not through_feast and direct_load_supported(store, [store.get_feature_view(v) for v in views])
+    resolved = [] if through_feast else [store.get_feature_view(v) for v in views]
+    direct = not through_feast and direct_load_supported(store, resolved)
     if direct:
-        loads = {load.view: load.entities for load in materialize_sqlite(store, list(views), start, end)}
+        loads = {load.view: load.entities for load in materialize_sqlite(store, resolved, start, end)}
     else:
         store.materialize(start_date=start, end_date=end, feature_views=list(views))
     report = MaterializeReport(start=start.isoformat(), end=end.isoformat(), seconds=time.monotonic() - started)

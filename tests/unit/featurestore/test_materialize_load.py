@@ -6,21 +6,18 @@ import math
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
+from feast.infra.online_stores.helpers import extract_text_and_num
+from feast.type_map import python_values_to_proto_values
+from feast.value_type import ValueType
 
-pytest.importorskip("feast")
-
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-from feast.infra.online_stores.helpers import extract_text_and_num  # noqa: E402
-from feast.type_map import python_values_to_proto_values  # noqa: E402
-from feast.value_type import ValueType  # noqa: E402
-
-from feast_gold import SNAPSHOT, online_cells, write_gold  # noqa: E402
-from lambdarec import names  # noqa: E402
-from lambdarec.featurestore.load import column_cells, direct_load_supported  # noqa: E402
-from lambdarec.featurestore.store import apply, materialize, open_store  # noqa: E402
-from lambdarec.settings import Settings, load_settings  # noqa: E402
+from feast_gold import SNAPSHOT, online_cells, write_gold
+from lambdarec import names
+from lambdarec.featurestore.load import column_cells, direct_load_supported
+from lambdarec.featurestore.store import apply, materialize, open_store
+from lambdarec.settings import Settings, load_settings
 
 VIEWS = [names.USER_HISTORY_FEATURE_VIEW, names.ITEM_STATS_FEATURE_VIEW]
 START, END = SNAPSHOT - timedelta(days=3), SNAPSHOT + timedelta(seconds=1)
