@@ -9,7 +9,10 @@ that resolution once and, per request:
 1. serializes the entity keys with Feast's own ``serialize_entity_key`` (cached per key),
 2. reads each feature view's rows from the online store: on SQLite straight from the table
    Feast wrote (Feast's table name, one read-only connection, without the per-row timestamp
-   conversion of ``SqliteOnlineStore.online_read`` that the response never uses); on Redis
+   conversion of ``SqliteOnlineStore.online_read`` that the response never uses), every cell of
+   the request's entities packed by SQLite into one returned row (``select_packed``: the
+   ``sqlite3`` module takes the GIL back once per returned row, and ``ranking_v2`` reads ~800
+   cells) and each entity's cells converted once while they stay the same; on Redis
    (redis-py client) with one pipelined ``HMGET`` per entity of the hash Feast wrote (Feast's
    key and field names, the same client and timeouts), every view of one entity in one command
    because Feast keeps them in one hash; on any other store through the store's own
@@ -31,11 +34,11 @@ import functools
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lambdarec.featurestore.sqlite_layout import select_values
+from lambdarec.featurestore.sqlite_layout import PACKED_KEYS_MAX, select_packed, unpack_cells, unpack_entities
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
@@ -57,7 +60,9 @@ _LISTS = frozenset(
 _KEY_CACHE_SIZE = 200_000
 """Serialized entity keys remembered per feature view (cleared when full)."""
 _MEMO_SIZE = 500_000
-"""Stored values (bytes → Python value) the SQLite read remembers; cleared when full (~50 MB at most)."""
+"""Stored values (bytes → Python value) the Redis read remembers; cleared when full (~50 MB at most)."""
+_ROW_MEMO_SIZE = 100_000
+"""Entities' packed cells → Python values the SQLite read remembers per view; cleared when full."""
 
 
 @functools.cache
@@ -184,6 +189,10 @@ class _ViewRead:
     """Serialized entity key of each join-key tuple seen (Feast's serialization)."""
     hash_fields: tuple[bytes, ...] = ()
     """Redis: the hash fields of ``features`` in Feast's layout (murmur3 of ``view:feature``)."""
+    rows: dict[bytes, list[Any]] = field(default_factory=dict)
+    """SQLite: an entity's packed cells (``select_packed``) → its values in ``features`` order.
+
+    Keyed by the stored bytes, so a value written since is a new key: nothing goes stale."""
 
 
 class OnlineFeatureReader:
@@ -206,6 +215,7 @@ class OnlineFeatureReader:
         self._use_store_read = use_store_read
         self._lock = threading.Lock()
         self._sqlite: sqlite3.Connection | None = None
+        self._sqlite_utf8: bool | None = None
         self._memo: dict[bytes, Any] = {}
         self.refresh()
 
@@ -305,6 +315,7 @@ class OnlineFeatureReader:
         if self._sqlite is not None:
             self._sqlite.close()
             self._sqlite = None
+        self._sqlite_utf8 = None
 
     # ------------------------------------------------------------------------------------------
     def read(self, entity_rows: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
@@ -406,6 +417,8 @@ class OnlineFeatureReader:
         if not unique:
             return []
         types = [entry.types.get(f) for f in entry.features]
+        if self._direct_sqlite and not self._utf8_store():
+            self._direct_sqlite = False  # see _utf8_store: the store's own read is always right
         if not self._direct_sqlite:
             protos = [self._entity_key(entry, key) for key in unique]
             read = self._online_store.online_read(self.store.config, entry.view, protos, list(entry.features))
@@ -423,37 +436,32 @@ class OnlineFeatureReader:
         from feast.protos.feast.types.Value_pb2 import Value
 
         serialized = [self._serialize(entry, key) for key in unique]
-        position = {key: i for i, key in enumerate(serialized)}
         n_features = len(entry.features)
-        slow = _slow_types()
-        index = {feature: i for i, feature in enumerate(entry.features)}
-        # Fast features: Feast's converter returns the proto's own value, so equal bytes give
-        # equal values and the conversion of each stored value is remembered (``memo``).
-        fast = [t not in slow for t in types]
-        # A missing entity and a missing feature both read as None, as in Feast's response.
-        found: list[list[Any] | None] = [[None] * n_features for _ in serialized]
-        # Only the features read: a view's other features (half of item stats for ranking_v2) would
-        # cross into Python only to be dropped. The statement's shape picks the faster index plan.
-        sql = select_values(
-            self._tables[entry.view.projection.name_to_use()], len(serialized), n_features, len(entry.types)
-        )
+        table = self._tables[entry.view.projection.name_to_use()]
         parse = Value.FromString
-        memo = self._memo
-        if len(memo) > _MEMO_SIZE:
+        slow = _slow_types()
+        to_python = [value_to_python if t in slow else _fast_value for t in types]
+        memo = entry.rows
+        if len(memo) > _ROW_MEMO_SIZE:
             memo.clear()
-        with self._lock:
-            rows = self._connection().execute(sql, [*serialized, *entry.features]).fetchall()
-        for key, feature, blob in rows:
-            f_index = index.get(feature)
-            if f_index is None:
-                continue
-            if fast[f_index]:
-                value = memo.get(blob, memo)
-                if value is memo:
-                    value = memo[blob] = _fast_value(parse(blob), types[f_index])
-            else:
-                value = value_to_python(parse(blob), types[f_index])
-            found[position[key]][f_index] = value  # type: ignore[index]
+        # A missing entity reads as None (``_read_view`` fills its features with None), a
+        # missing feature too, as in Feast's response. Only the features read are packed: a
+        # view's other features (half of item stats for ranking_v2) would cross into Python
+        # only to be dropped.
+        found: list[list[Any] | None] = [None] * len(serialized)
+        for start in range(0, len(serialized), PACKED_KEYS_MAX):
+            chunk = serialized[start : start + PACKED_KEYS_MAX]
+            sql = select_packed(table, len(chunk), n_features, len(entry.types))
+            with self._lock:
+                (packed,) = self._connection().execute(sql, [*chunk, *entry.features, *entry.features]).fetchone()
+            for position, cells in unpack_entities(packed):
+                values = memo.get(cells)
+                if values is None:
+                    values = [None] * n_features
+                    for f_index, blob in unpack_cells(cells):
+                        values[f_index] = to_python[f_index](parse(blob), types[f_index])
+                    memo[cells] = values
+                found[start + position] = values
         return found
 
     def _fetch_redis(
@@ -535,6 +543,15 @@ class OnlineFeatureReader:
                 f"{self._db_path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=10
             )
         return self._sqlite
+
+    def _utf8_store(self) -> bool:
+        """Whether the SQLite file is UTF-8 (Feast creates it so): ``select_packed`` joins values as
+        text, which SQLite would re-encode in a UTF-16 database."""
+        if self._sqlite_utf8 is None:
+            with self._lock:
+                (encoding,) = self._connection().execute("PRAGMA encoding").fetchone()
+            self._sqlite_utf8 = str(encoding).upper() == "UTF-8"
+        return self._sqlite_utf8
 
     def _transform(
         self, odfv: OnDemandFeatureView, names: tuple[str, ...], columns: Mapping[str, list[Any]], n_rows: int

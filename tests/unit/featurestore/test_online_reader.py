@@ -107,7 +107,7 @@ def test_batch_only_views_get_the_covering_read_index(settings: Settings) -> Non
 
     from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
-    from lambdarec.featurestore.sqlite_layout import add_read_indexes, select_values, sqlite_table, sqlite_table_id
+    from lambdarec.featurestore.sqlite_layout import add_read_indexes, select_packed, sqlite_table, sqlite_table_id
     from lambdarec.featurestore.store import READ_INDEXED_SERVICES
 
     store = open_store(settings)
@@ -131,11 +131,14 @@ def test_batch_only_views_get_the_covering_read_index(settings: Settings) -> Non
     item_stats = sqlite_table(config, views[names.ITEM_STATS_FEATURE_VIEW])
     with sqlite3.connect(SqliteOnlineStore._get_db_path(config)) as connection:  # noqa: SLF001
         for wanted, view_features in ((8, 17), (2, 17)):
-            sql = select_values(item_stats, 120, wanted, view_features)
-            rows = connection.execute(f"EXPLAIN QUERY PLAN {sql}", [b"k"] * (120 + wanted))
+            sql = select_packed(item_stats, 120, wanted, view_features)
+            rows = connection.execute(f"EXPLAIN QUERY PLAN {sql}", [b"k"] * 120 + ["f"] * (2 * wanted))
             plan = " ".join(str(row[-1]) for row in rows)
             assert "COVERING INDEX" in plan and "_lambdarec_read" in plan, plan
-            assert ("+feature_name" in sql) == (wanted == 8)
+            # one range per entity when a third or more of the view's features are read
+            assert "(entity_key=?)" in plan if wanted == 8 else "(entity_key=? AND feature_name=?)" in plan, plan
+            assert ("+t.feature_name" in sql) == (wanted == 8)
+            assert "TEMP B-TREE" not in plan, plan  # no sort: each entity's cells are grouped as read
 
 
 def test_reader_equals_feast_without_the_read_index(settings: Settings) -> None:
@@ -159,3 +162,55 @@ def test_reader_equals_feast_without_the_read_index(settings: Settings) -> None:
         from lambdarec.featurestore.store import READ_INDEXED_SERVICES
 
         add_read_indexes(store, READ_INDEXED_SERVICES)
+
+
+def test_packed_read_splits_values_of_any_length() -> None:
+    """select_packed + unpack give back every stored cell exactly, whatever its length or position."""
+    import sqlite3
+
+    from lambdarec.featurestore.sqlite_layout import PACKED_KEYS_MAX, select_packed, unpack_cells, unpack_entities
+
+    # Lengths around each UTF-8 width of char() and each 16-bit boundary of a length, and past
+    # the largest code point (0x10FFFF); NULs and 0xFF bytes inside values.
+    lengths = [0, 1, 126, 127, 128, 2046, 2047, 2048, 65534, 65535, 65536, 65537, 70_000, 1_114_112, 1_200_000]
+    connection = sqlite3.connect(":memory:")
+    connection.execute(
+        "CREATE TABLE t (entity_key BLOB, feature_name TEXT, value BLOB, PRIMARY KEY (entity_key, feature_name))"
+    )
+    features = ["f_a", "f_b", "f_c"]
+    stored: dict[tuple[bytes, str], bytes] = {}
+    keys = [f"key-{i}".encode() + b"\x00" for i in range(PACKED_KEYS_MAX)]
+    for i, length in enumerate(lengths):
+        value = bytes((i + j) % 256 for j in range(length))
+        key = keys[(i * 997) % len(keys)]
+        for feature in features[: 1 + i % 3]:  # some entities lack features
+            stored[(key, feature)] = value
+    for i in range(0, len(keys), 500):  # many small entities, far positions included
+        stored[(keys[i], "f_b")] = bytes([0, 255, i % 256])
+    connection.executemany("INSERT OR REPLACE INTO t VALUES (?, ?, ?)", [(k, f, v) for (k, f), v in stored.items()])
+    wanted = ["f_b", "f_a", "f_c"]
+    sql = select_packed("t", len(keys), len(wanted), 3)
+    (packed,) = connection.execute(sql, [*keys, *wanted, *wanted]).fetchone()
+    got: dict[tuple[bytes, str], bytes] = {}
+    for position, cells in unpack_entities(packed):
+        for f_index, value in unpack_cells(cells):
+            assert (keys[position], wanted[f_index]) not in got
+            got[(keys[position], wanted[f_index])] = value
+    assert got == stored
+    (nothing,) = connection.execute(sql, [b"absent"] * len(keys) + [*wanted, *wanted]).fetchone()
+    assert nothing is None and unpack_entities(nothing) == []
+    with pytest.raises(ValueError, match="overrun"):
+        unpack_cells(packed[:-1])
+    with pytest.raises(ValueError, match="keys"):
+        select_packed("t", PACKED_KEYS_MAX + 1, 1, 1)
+
+
+def test_reader_reads_more_keys_than_one_statement_binds(settings: Settings) -> None:
+    from lambdarec.featurestore.sqlite_layout import PACKED_KEYS_MAX
+
+    store = open_store(settings)
+    items = [f"absent-{i}" for i in range(PACKED_KEYS_MAX)] + ["i3", "i1", "absent-0", "i2"]
+    got = read_online_features(online_reader(store), "u1", items, request_time_ms=NOW_MS)
+    expected = get_online_features(store, "u1", items, request_time_ms=NOW_MS)
+    assert got == expected
+    assert got["item_views_30d"][-4:] == expected["item_views_30d"][-4:] and got["item_views_30d"][-1] is not None
