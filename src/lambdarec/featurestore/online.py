@@ -34,11 +34,17 @@ import functools
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lambdarec.featurestore.sqlite_layout import PACKED_KEYS_MAX, select_packed, unpack_cells, unpack_entities
+from lambdarec.featurestore.sqlite_layout import (
+    PACKED_KEYS_MAX,
+    batch_only,
+    select_packed,
+    unpack_cells,
+    unpack_entities,
+)
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
@@ -61,8 +67,8 @@ _KEY_CACHE_SIZE = 200_000
 """Serialized entity keys remembered per feature view (cleared when full)."""
 _MEMO_SIZE = 500_000
 """Stored values (bytes → Python value) the Redis read remembers; cleared when full (~50 MB at most)."""
-_ROW_MEMO_SIZE = 100_000
-"""Entities' packed cells → Python values the SQLite read remembers per view; cleared when full."""
+_ROW_MEMO_BYTES = 4 * 2**20
+"""Packed cells the SQLite read remembers per batch-only view (~5x that in Python objects); cleared when full."""
 
 
 @functools.cache
@@ -189,10 +195,12 @@ class _ViewRead:
     """Serialized entity key of each join-key tuple seen (Feast's serialization)."""
     hash_fields: tuple[bytes, ...] = ()
     """Redis: the hash fields of ``features`` in Feast's layout (murmur3 of ``view:feature``)."""
-    rows: dict[bytes, list[Any]] = field(default_factory=dict)
-    """SQLite: an entity's packed cells (``select_packed``) → its values in ``features`` order.
-
-    Keyed by the stored bytes, so a value written since is a new key: nothing goes stale."""
+    rows: dict[bytes, list[Any]] | None = None
+    """SQLite, batch-only views: an entity's packed cells (``select_packed``) → its values in
+    ``features`` order. Keyed by the stored bytes, so a value written since is a new key: nothing
+    goes stale. None for views the speed layer pushes to (their rows change with every event)."""
+    rows_bytes: int = 0
+    """Packed cells held in ``rows``."""
 
 
 class OnlineFeatureReader:
@@ -250,6 +258,7 @@ class OnlineFeatureReader:
                     features=(),
                     types={f.name: f.dtype.to_value_type() for f in view.features},
                     keys={},
+                    rows={} if batch_only(view) else None,
                 )
                 views[view.projection.name_to_use()] = entry
             for feature in features:
@@ -442,8 +451,9 @@ class OnlineFeatureReader:
         slow = _slow_types()
         to_python = [value_to_python if t in slow else _fast_value for t in types]
         memo = entry.rows
-        if len(memo) > _ROW_MEMO_SIZE:
+        if memo is not None and entry.rows_bytes > _ROW_MEMO_BYTES:
             memo.clear()
+            entry.rows_bytes = 0
         # A missing entity reads as None (``_read_view`` fills its features with None), a
         # missing feature too, as in Feast's response. Only the features read are packed: a
         # view's other features (half of item stats for ranking_v2) would cross into Python
@@ -455,12 +465,14 @@ class OnlineFeatureReader:
             with self._lock:
                 (packed,) = self._connection().execute(sql, [*chunk, *entry.features, *entry.features]).fetchone()
             for position, cells in unpack_entities(packed):
-                values = memo.get(cells)
+                values = memo.get(cells) if memo is not None else None
                 if values is None:
                     values = [None] * n_features
                     for f_index, blob in unpack_cells(cells):
                         values[f_index] = to_python[f_index](parse(blob), types[f_index])
-                    memo[cells] = values
+                    if memo is not None:
+                        memo[cells] = values
+                        entry.rows_bytes += len(cells)
                 found[start + position] = values
         return found
 

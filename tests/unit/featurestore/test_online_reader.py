@@ -214,3 +214,16 @@ def test_reader_reads_more_keys_than_one_statement_binds(settings: Settings) -> 
     expected = get_online_features(store, "u1", items, request_time_ms=NOW_MS)
     assert got == expected
     assert got["item_views_30d"][-4:] == expected["item_views_30d"][-4:] and got["item_views_30d"][-1] is not None
+
+
+def test_reader_remembers_decoded_rows_of_batch_views_only(settings: Settings) -> None:
+    store = open_store(settings)
+    reader = OnlineFeatureReader(store, names.QUERY_FEATURE_SERVICE)
+    entries = reader._views.values()  # noqa: SLF001
+    pushed = [e for e in entries if e.view.stream_source is not None]
+    assert pushed and all(e.rows is None for e in pushed)  # a pushed row changes with every event
+    assert all(e.rows == {} for e in entries if e.view.stream_source is None)
+    ranking = online_reader(store)
+    read_online_features(ranking, "u1", ["i1", "i2"], request_time_ms=NOW_MS)
+    remembered = {name: len(e.rows or {}) for name, e in ranking._views.items()}  # noqa: SLF001
+    assert remembered[names.ITEM_STATS_FEATURE_VIEW] == 2 and remembered[names.USER_HISTORY_FEATURE_VIEW] == 1
