@@ -206,6 +206,10 @@ class MilvusService(ManagedService):
         # and searches on loaded collections block. The lease is renewed in-process
         # every few seconds, so only a stall of the whole server this long loses it.
         config["common"]["session"]["ttl"] = self.session_ttl_s
+        # Go's collector runs every time the heap grows by GOGC% (the helper keeps GOGC between
+        # 30 and 200 by default); while it runs, a search on a 2-core machine waits for a core.
+        # A higher ceiling makes the pauses rarer; the helper still lowers GOGC under memory pressure.
+        config["queryNode"]["gchelper"] = {"enabled": True, "maximumGoGC": self.settings.milvus.max_go_gc}
         return config
 
     def embed_etcd_config(self, ports: Mapping[str, int]) -> str:
