@@ -42,8 +42,7 @@ from lambdarec.featurestore.sqlite_layout import (
     PACKED_KEYS_MAX,
     batch_only,
     select_packed,
-    unpack_cells,
-    unpack_entities,
+    unpack,
 )
 
 if TYPE_CHECKING:
@@ -464,11 +463,11 @@ class OnlineFeatureReader:
             sql = select_packed(table, len(chunk), n_features, len(entry.types))
             with self._lock:
                 (packed,) = self._connection().execute(sql, [*chunk, *entry.features, *entry.features]).fetchone()
-            for position, cells in unpack_entities(packed):
+            for position, cells in unpack(packed):
                 values = memo.get(cells) if memo is not None else None
                 if values is None:
                     values = [None] * n_features
-                    for f_index, blob in unpack_cells(cells):
+                    for f_index, blob in unpack(cells):
                         values[f_index] = to_python[f_index](parse(blob), types[f_index])
                     if memo is not None:
                         memo[cells] = values

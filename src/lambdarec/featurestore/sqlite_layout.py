@@ -153,7 +153,7 @@ def select_packed(table: str, n_keys: int, features: int, view_features: int) ->
     cell (~800 for ``ranking_v2``'s 100 candidates), and Python's ``sqlite3`` takes the GIL back
     after each row: in a serving process whose other threads want the GIL too, each of those
     hand-overs can wait for a switch interval (5 ms). Here SQLite walks the same index ranges and
-    returns a single row (one GIL hand-over), which :func:`unpack_cells` splits again.
+    returns a single row (one GIL hand-over), which :func:`unpack` splits again.
 
     The blob is, per entity found: ``pos`` (its 1-based position among the bound keys), the
     length of its cells, then its cells; per cell: the feature (1-based position among the
@@ -220,8 +220,11 @@ def _length(data: bytes, at: int) -> tuple[int, int]:
     return (high - 1) * 65536 + low - 1, at
 
 
-def unpack_entities(packed: bytes | None) -> list[tuple[int, bytes]]:
-    """Split :func:`select_packed`'s blob into (0-based key position, that entity's packed cells).
+def unpack(packed: bytes | None) -> list[tuple[int, bytes]]:
+    """Split a blob of :func:`select_packed` into (0-based position, payload) pairs.
+
+    Both levels share one format: the whole blob gives (key position, that entity's cells), and
+    an entity's cells give (feature position, Feast's serialized ``Value``).
 
     Raises:
         ValueError: The blob does not end where its lengths say (never for SQLite's output).
@@ -231,27 +234,9 @@ def unpack_entities(packed: bytes | None) -> list[tuple[int, bytes]]:
         return out
     at, end = 0, len(packed)
     while at < end:
-        pos, at = _code_point(packed, at)
+        position, at = _code_point(packed, at)
         size, at = _length(packed, at)
-        out.append((pos - 1, packed[at : at + size]))
-        at += size
-    if at != end:
-        raise ValueError("packed cells overrun their blob")
-    return out
-
-
-def unpack_cells(cells: bytes) -> list[tuple[int, bytes]]:
-    """Split one entity's packed cells into (0-based feature position, Feast's serialized ``Value``).
-
-    Raises:
-        ValueError: The cells do not end where their lengths say.
-    """
-    out: list[tuple[int, bytes]] = []
-    at, end = 0, len(cells)
-    while at < end:
-        feature, at = _code_point(cells, at)
-        size, at = _length(cells, at)
-        out.append((feature - 1, cells[at : at + size]))
+        out.append((position - 1, packed[at : at + size]))
         at += size
     if at != end:
         raise ValueError("packed cells overrun their blob")

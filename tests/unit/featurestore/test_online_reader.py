@@ -168,7 +168,7 @@ def test_packed_read_splits_values_of_any_length() -> None:
     """select_packed + unpack give back every stored cell exactly, whatever its length or position."""
     import sqlite3
 
-    from lambdarec.featurestore.sqlite_layout import PACKED_KEYS_MAX, select_packed, unpack_cells, unpack_entities
+    from lambdarec.featurestore.sqlite_layout import PACKED_KEYS_MAX, select_packed, unpack
 
     # Lengths around each UTF-8 width of char() and each 16-bit boundary of a length, and past
     # the largest code point (0x10FFFF); NULs and 0xFF bytes inside values.
@@ -192,15 +192,15 @@ def test_packed_read_splits_values_of_any_length() -> None:
     sql = select_packed("t", len(keys), len(wanted), 3)
     (packed,) = connection.execute(sql, [*keys, *wanted, *wanted]).fetchone()
     got: dict[tuple[bytes, str], bytes] = {}
-    for position, cells in unpack_entities(packed):
-        for f_index, value in unpack_cells(cells):
+    for position, cells in unpack(packed):
+        for f_index, value in unpack(cells):
             assert (keys[position], wanted[f_index]) not in got
             got[(keys[position], wanted[f_index])] = value
     assert got == stored
     (nothing,) = connection.execute(sql, [b"absent"] * len(keys) + [*wanted, *wanted]).fetchone()
-    assert nothing is None and unpack_entities(nothing) == []
+    assert nothing is None and unpack(nothing) == []
     with pytest.raises(ValueError, match="overrun"):
-        unpack_cells(packed[:-1])
+        unpack(packed[:-1])
     with pytest.raises(ValueError, match="keys"):
         select_packed("t", PACKED_KEYS_MAX + 1, 1, 1)
 
