@@ -139,3 +139,42 @@ def test_index_build_search_and_atomic_swap(milvus_uri: str, trained: Any) -> No
             swap_alias(client, "99")
     finally:
         client.close()
+
+
+def test_compact_loaded_leaves_one_searchable_segment(milvus_uri: str) -> None:
+    """Two flushed inserts are two segments; after ``compact_loaded`` one merged segment serves them all."""
+    from pymilvus import DataType, MilvusClient
+
+    from lambdarec.index.milvus import compact_loaded, connect
+
+    client = connect(milvus_uri)
+    name = "compact_loaded_it"
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(2_000, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)  # unit length: each row is its own best match
+    try:
+        if client.has_collection(name):
+            client.drop_collection(name)
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("pk", DataType.INT64, is_primary=True)
+        schema.add_field("v", DataType.FLOAT_VECTOR, dim=8)
+        client.create_collection(name, schema=schema)
+        for half in (range(0, 1_000), range(1_000, 2_000)):
+            client.insert(name, [{"pk": i, "v": vectors[i].tolist()} for i in half])
+            client.flush(name)
+        index = client.prepare_index_params()
+        index.add_index(field_name="v", index_type="FLAT", metric_type="IP", params={})
+        client.create_index(name, index)
+        client.load_collection(name)
+        assert len(client.list_loaded_segments(name)) == 2
+
+        assert compact_loaded(client, name, timeout_s=120) == 1
+        (segment,) = client.list_loaded_segments(name)
+        assert segment.num_rows == 2_000
+        hits = client.search(name, vectors[[5, 1_500]].tolist(), limit=1, anns_field="v")
+        assert [h[0]["id"] for h in hits] == [5, 1_500]
+        assert compact_loaded(client, name, timeout_s=120) == 1  # nothing left to merge: returns at once
+    finally:
+        if client.has_collection(name):
+            client.drop_collection(name)
+        client.close()
