@@ -17,7 +17,11 @@ Queries: the trained query embeddings of held-out (test-side) examples. Truth: e
 inner product (numpy). Per index build setting and search setting: build time, Milvus RSS,
 recall@k, and closed-loop latency for each --clients count (each client a process with its own
 persistent MilvusClient, one query at a time, every query through ``lambdarec.index.milvus.search``
-as serving calls it): p50/p99 per client count and achieved queries/s. The profile part times
+as serving calls it): p50/p99 per client count and achieved queries/s. With --paced-rates, each
+setting is also run open loop: --paced-clients clients together offering a fixed rate, latency
+counted from when each call was due (best_paced: the highest rate whose p99 meets the goal). The
+closed loop measures the saturated machine, the paced rounds what a caller sees at a given load.
+The profile part times
 the same call against a 1,000-vector FLAT collection (the fixed round-trip floor), reads Milvus's
 own proxy / query-node search latency histograms, and the client CPU per call.
 
@@ -62,6 +66,9 @@ TRAINED_SWEEP: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = [
 """(index type, build parameters, search settings) of the trained run; kept small: a 1M build
 on 2 shared cores takes minutes."""
 GOAL_P99_MS, GOAL_RECALL = 5.0, 0.95
+PACED_GOAL_RATE = 200.0
+"""Offered queries/s the paced 4-client figure must hold p99 at: the serving goal's 200 requests/s
+(bench_serving.py), each of which makes at most one index search."""
 PRIMARY, ITEM_ID, VECTOR = "item_index", "item_id", "embedding"
 
 
@@ -320,7 +327,10 @@ def create_filled(client: Any, name: str, vectors: np.ndarray, batch: int = 20_0
 
 
 def build_index(client: Any, name: str, index_type: str, params: dict[str, Any]) -> float:
-    """(Re)build the vector index with ``params`` and load the collection; seconds."""
+    """(Re)build the vector index with ``params``, load the collection and merge its segments
+    (``lambdarec.index.milvus.compact_loaded``); seconds."""
+    from lambdarec.index.milvus import compact_loaded
+
     started = time.monotonic()
     client.release_collection(name)
     for index in client.list_indexes(name):
@@ -329,7 +339,28 @@ def build_index(client: Any, name: str, index_type: str, params: dict[str, Any])
     index_params.add_index(field_name=VECTOR, index_type=index_type, metric_type="IP", params=params)
     client.create_index(name, index_params)
     client.load_collection(name)
+    compact_loaded(client, name)  # as serving's build_collection does: no merge lands in a round later
     return time.monotonic() - started
+
+
+def settle(pid: int | None, quiet_percent: float = 20.0, longest_s: float = 300.0) -> float:
+    """Wait until Milvus is idle (under ``quiet_percent`` of a core over two 2-s windows in a row):
+    after a flush or an index build it compacts segments and indexes the merged ones in the
+    background, which would land in whatever round runs next. Returns the seconds waited."""
+    import psutil
+
+    started = time.monotonic()
+    if pid is None:
+        return 0.0
+    proc, quiet = psutil.Process(pid), 0
+    proc.cpu_percent(None)
+    while quiet < 2 and time.monotonic() - started < longest_s:
+        time.sleep(2.0)
+        busy = proc.cpu_percent(None) + sum(c.cpu_percent(None) for c in proc.children(recursive=True))
+        quiet = quiet + 1 if busy < quiet_percent else 0
+    waited = time.monotonic() - started
+    print(f"  Milvus settled after {waited:.0f} s", flush=True)
+    return waited
 
 
 def rss_mib(pid: int | None) -> float | None:
@@ -367,21 +398,38 @@ def _client_loop(worker: int, uri: str, commands: Any, results: Any) -> None:
         command = commands.get()
         if command is None:
             break
-        collection, index_type, params, queries, k, start_at = command
+        collection, index_type, params, queries, k, start_at, pace = command
         for q in queries[:5]:  # warm this client's channel for this setting
             search(client, q[None, :], k, collection=collection, index_type=index_type, params=params)
         time.sleep(max(0.0, start_at - time.time()))
-        latencies, found = [], []
+        latencies, service, found = [], [], []
         cpu0, t0 = time.process_time(), time.time()
-        for q in queries:
-            started = time.perf_counter()
-            hits = search(client, q[None, :], k, collection=collection, index_type=index_type, params=params)
-            latencies.append((time.perf_counter() - started) * 1000)
-            found.append([h for h, _ in hits[0]])
+        if pace is None:
+            for q in queries:
+                started = time.perf_counter()
+                hits = search(client, q[None, :], k, collection=collection, index_type=index_type, params=params)
+                latencies.append((time.perf_counter() - started) * 1000)
+                found.append([h for h, _ in hits[0]])
+        else:
+            # Open loop: call i is due at offset + i * interval whatever the earlier calls took, and its
+            # latency counts from when it was due (a late start is waiting the caller would have seen).
+            interval, offset, seconds = pace
+            origin = time.perf_counter()
+            i = 0
+            while (due := offset + i * interval) < seconds:
+                time.sleep(max(0.0, origin + due - time.perf_counter()))
+                q = queries[i % len(queries)]
+                sent = time.perf_counter()
+                search(client, q[None, :], k, collection=collection, index_type=index_type, params=params)
+                done = time.perf_counter()
+                latencies.append((done - origin - due) * 1000)
+                service.append((done - sent) * 1000)
+                i += 1
         results.put(
             {
                 "worker": worker,
                 "latencies": latencies,
+                "service": service,
                 "found": found,
                 "cpu_s": time.process_time() - cpu0,
                 "t0": t0,
@@ -412,7 +460,7 @@ class Clients:
         start_at = time.time() + 1.5
         for i in range(n):
             order = np.roll(np.arange(len(queries)), -i * len(queries) // n)
-            self.commands[i].put((collection, index_type, params, queries[order], k, start_at))
+            self.commands[i].put((collection, index_type, params, queries[order], k, start_at, None))
         parts = sorted((self.results.get(timeout=900) for _ in range(n)), key=lambda p: p["worker"])
         latencies = [x for p in parts for x in p["latencies"]]
         calls = len(latencies)
@@ -425,6 +473,41 @@ class Clients:
             "queries_per_s": calls / span if span > 0 else None,
             "client_cpu_ms_per_call": 1000 * sum(p["cpu_s"] for p in parts) / max(calls, 1),
             "_found_first": parts[0]["found"],  # client 0 sends the queries in their order
+        }
+
+    def run_paced(
+        self,
+        n: int,
+        collection: str,
+        index_type: str,
+        params: dict[str, Any],
+        queries: np.ndarray,
+        k: int,
+        rate: float,
+        seconds: float,
+    ) -> dict[str, Any]:
+        """An open-loop round: ``n`` clients together offer ``rate`` queries/s for ``seconds``, each
+        client every ``n / rate`` s, staggered so their calls interleave evenly."""
+        start_at = time.time() + 1.5
+        interval = n / rate
+        for i in range(n):
+            order = np.roll(np.arange(len(queries)), -i * len(queries) // n)
+            pace = (interval, i * interval / n, seconds)
+            self.commands[i].put((collection, index_type, params, queries[order], k, start_at, pace))
+        parts = sorted((self.results.get(timeout=900) for _ in range(n)), key=lambda p: p["worker"])
+        latencies = [x for p in parts for x in p["latencies"]]
+        calls = len(latencies)
+        span = max(p["t1"] for p in parts) - min(p["t0"] for p in parts)
+        return {
+            "clients": n,
+            "offered_per_s": rate,
+            "seconds": seconds,
+            "calls": calls,
+            **latency_summary(latencies),
+            "service_time": latency_summary([x for p in parts for x in p["service"]]),
+            "p99_ms_per_client": [latency_summary(p["latencies"])["p99_ms"] for p in parts],
+            "achieved_per_s": calls / span if span > 0 else None,
+            "client_cpu_ms_per_call": 1000 * sum(p["cpu_s"] for p in parts) / max(calls, 1),
         }
 
     def close(self) -> None:
@@ -509,6 +592,74 @@ def measure_setting(
         )
     run["recall_at_100"] = min(f["recall_at_100"] for f in run["by_clients"].values())
     return run
+
+
+def measure_paced(
+    clients: Clients,
+    n: int,
+    collection: str,
+    index_type: str,
+    params: dict[str, Any],
+    queries: np.ndarray,
+    k: int,
+    rates: list[float],
+    seconds: float,
+) -> dict[str, Any]:
+    """Open-loop rounds at rising offered rates; stops after the first rate the clients could not keep."""
+    by_rate: dict[str, Any] = {}
+    for rate in sorted(rates):
+        load = LoadSampler().start()
+        figures = clients.run_paced(n, collection, index_type, params, queries, k, rate, seconds)
+        figures.update(load.stop().summary())
+        by_rate[f"{rate:g}"] = figures
+        print(
+            f"    {n} clients paced at {rate:g} q/s: p50 {figures['p50_ms']:.2f} / p99 {figures['p99_ms']:.2f} ms "
+            f"(service p99 {figures['service_time']['p99_ms']:.2f}), achieved {figures['achieved_per_s']:.0f} q/s, "
+            f"load {figures.get('load_1m_mean')}",
+            flush=True,
+        )
+        if figures["achieved_per_s"] is None or figures["achieved_per_s"] < 0.95 * rate:
+            break
+    return {"clients": n, "seconds": seconds, "by_rate": by_rate}
+
+
+def best_paced(indexes: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None]:
+    """Per paced client count: the highest offered rate up to which every rate measured met the p99
+    goal (a light load that misses is not hidden by a heavier one that meets it), over settings
+    with recall >= the goal; None where the lowest rate already missed."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for ix in indexes:
+        for run in ix["runs"]:
+            for n, paced in (run.get("paced") or {}).items():
+                found = out.setdefault(n, None)
+                if run["recall_at_100"] < GOAL_RECALL:
+                    continue
+                for fig in sorted(paced["by_rate"].values(), key=lambda f: f["offered_per_s"]):
+                    if fig["p99_ms"] > GOAL_P99_MS:
+                        break
+                    if found and fig["offered_per_s"] <= found["offered_per_s"]:
+                        continue
+                    found = out[n] = {
+                        "index_type": ix["index_type"],
+                        "build_params": ix["build_params"],
+                        "search_params": run["params"],
+                        "recall_at_100": run["recall_at_100"],
+                        "clients": paced["clients"],
+                        "seconds": paced["seconds"],
+                        **{
+                            k: fig.get(k)
+                            for k in (
+                                "offered_per_s",
+                                "achieved_per_s",
+                                "p50_ms",
+                                "p99_ms",
+                                "load_1m_mean",
+                                "load_1m_max",
+                            )
+                        },
+                        "meets_goal": fig["offered_per_s"] >= PACED_GOAL_RATE,
+                    }
+    return out
 
 
 def best_per_clients(indexes: list[dict[str, Any]], counts: list[int]) -> dict[str, Any]:
@@ -625,7 +776,7 @@ def run_trained(args: argparse.Namespace) -> int:
             insert_s = create_filled(client, name, vectors)
             insert_load = load.stop().summary()
             print(f"inserted {len(vectors):,} in {insert_s:.0f} s (load {insert_load})", flush=True)
-            clients = Clients(uri, max(args.clients))
+            clients = Clients(uri, max([*args.clients, *args.paced_clients]))
             # The profile's floor, first (nothing else loaded): the same call over 1,000 vectors (FLAT).
             tiny = "bench_floor" if not args.no_floor else ""
             if tiny:
@@ -660,6 +811,7 @@ def run_trained(args: argparse.Namespace) -> int:
                     "runs": [],
                 }
                 print(f"  built in {build_s:.0f} s, Milvus RSS {entry['milvus_rss_mib_loaded']} MiB", flush=True)
+                entry["settle_s_after_build"] = settle(pid)
                 for params in searches:
                     print(f"  {params}", flush=True)
                     entry["runs"].append(
@@ -677,6 +829,24 @@ def run_trained(args: argparse.Namespace) -> int:
                             kth,
                         )
                     )
+                for run in entry["runs"] if args.paced_rates else []:
+                    run["paced"] = {}
+                    for n in args.paced_clients:
+                        print(f"  {run['params']} paced, {n} client(s)", flush=True)
+                        run["paced"][str(n)] = {
+                            "settle_s_before": settle(pid),
+                            **measure_paced(
+                                clients,
+                                n,
+                                name,
+                                index_type,
+                                run["params"],
+                                queries,
+                                args.k,
+                                args.paced_rates,
+                                args.paced_seconds,
+                            ),
+                        }
                 # Where a call's time goes, at this build's best setting (recall >= goal, lowest 1-client p99).
                 ok = [r for r in entry["runs"] if r["recall_at_100"] >= GOAL_RECALL] or entry["runs"][-1:]
                 chosen = min(ok, key=lambda r: r["by_clients"][str(args.clients[0])]["p99_ms"])
@@ -771,6 +941,13 @@ def _write_trained(
         "best_by_clients": best,
         "highest_recall_by_clients": highest_recall(indexes, args.clients),
         "goal_met": bool(best) and all(b is not None and b["meets_goal"] for b in best.values()),
+        "paced_client_model": "open loop: the clients together offer a fixed rate, each sending every "
+        "clients/rate seconds (staggered) whatever its earlier calls took; a call's latency counts from when it "
+        "was due, so time spent queued behind a slow call is in it (service_time: from when it was sent)",
+        "paced_goal": f"p99 <= {GOAL_P99_MS:g} ms at recall@100 >= {GOAL_RECALL} with the clients offering >= "
+        f"{PACED_GOAL_RATE:g} queries/s together (the serving goal's rate, one search per request)",
+        "paced_goal_rate_per_s": PACED_GOAL_RATE,
+        "best_paced": best_paced(indexes),
         "profile": profile,
         "wall_s": time.monotonic() - started_all,
     }
@@ -944,6 +1121,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-floor", action="store_true", help="trained: skip the 1,000-vector floor")
     parser.add_argument("--renote", action="store_true", help="trained: rewrite --out's profile notes, measure nothing")
     parser.add_argument("--clients", type=int, nargs="+", default=[1], help="trained: concurrent client counts")
+    parser.add_argument(
+        "--paced-rates",
+        type=float,
+        nargs="*",
+        default=[],
+        help="trained: after the closed-loop rounds, open-loop rounds at these total queries/s per setting",
+    )
+    parser.add_argument(
+        "--paced-clients", type=int, nargs="+", default=[4], help="trained: client counts of the paced rounds"
+    )
+    parser.add_argument("--paced-seconds", type=float, default=20.0, help="trained: length of one paced round")
     parser.add_argument("--index-types", nargs="*", default=["HNSW", "IVF_FLAT", "IVF_SQ8"])
     parser.add_argument("--out", type=Path, default=HERE / "results" / "retrieval.json")
     args = parser.parse_args(argv)
@@ -958,6 +1146,8 @@ def main(argv: list[str] | None = None) -> int:
         doc["highest_recall_by_clients"] = highest_recall(doc["indexes"], counts)
         best = doc["best_by_clients"].values()
         doc["goal_met"] = bool(best) and all(b is not None and b["meets_goal"] for b in best)
+        doc["best_paced"] = best_paced(doc["indexes"])
+        doc["paced_goal_rate_per_s"] = PACED_GOAL_RATE
         doc["profile"]["notes"] = profile_notes(doc) + (args.profile_notes or [])
         args.out.write_text(json.dumps(doc, indent=2) + "\n")
         print("\n".join(doc["profile"]["notes"]))
