@@ -158,3 +158,80 @@ def test_recall_with_ties_accepts_an_equally_scored_item() -> None:
     assert retrieval.recall_with_ties([[1, 3]], vectors, queries, kth, 2) == 1.0
     assert retrieval.recall_with_ties([[1, 2]], vectors, queries, kth, 2) == 0.5
     assert retrieval.recall_with_ties([[1, 1]], vectors, queries, kth, 2) == 0.5  # a repeat counts once
+
+
+def _paced(p99_by_rate: dict[float, float], clients: int = 4) -> dict[str, object]:
+    return {
+        str(clients): {
+            "clients": clients,
+            "seconds": 20.0,
+            "by_rate": {
+                f"{rate:g}": {"offered_per_s": rate, "achieved_per_s": rate, "p50_ms": 1.0, "p99_ms": p99}
+                for rate, p99 in p99_by_rate.items()
+            },
+        }
+    }
+
+
+def test_best_paced_is_the_highest_rate_within_the_goal_at_enough_recall() -> None:
+    indexes = [
+        {
+            "index_type": "IVF_FLAT",
+            "build_params": {"nlist": 1024},
+            "runs": [
+                # Holds the goal up to 400 q/s but misses recall: never the answer.
+                {"params": {"nprobe": 2}, "recall_at_100": 0.90, "paced": _paced({400.0: 2.0, 800.0: 3.0})},
+                {
+                    "params": {"nprobe": 16},
+                    "recall_at_100": 0.99,
+                    "paced": _paced({100.0: 3.0, 300.0: 4.9, 500.0: 7.0}),
+                },
+                {"params": {"nprobe": 48}, "recall_at_100": 0.999, "paced": _paced({100.0: 4.0, 200.0: 6.0})},
+                {"params": {"nprobe": 64}, "recall_at_100": 0.999},  # no paced rounds
+            ],
+        }
+    ]
+    best = retrieval.best_paced(indexes)["4"]
+    assert best is not None
+    assert (best["search_params"], best["offered_per_s"], best["p99_ms"]) == ({"nprobe": 16}, 300.0, 4.9)
+    assert best["meets_goal"] is (300.0 >= retrieval.PACED_GOAL_RATE)
+    assert retrieval.best_paced([{**indexes[0], "runs": indexes[0]["runs"][2:3]}])["4"]["offered_per_s"] == 100.0
+    slow = {**indexes[0], "runs": [{"params": {}, "recall_at_100": 0.99, "paced": _paced({100.0: 5.1})}]}
+    assert retrieval.best_paced([slow]) == {"4": None}
+    # A light load that misses is not hidden by a heavier one that meets the goal.
+    idle = {**indexes[0], "runs": [{"params": {}, "recall_at_100": 0.99, "paced": _paced({50.0: 7.0, 200.0: 4.7})}]}
+    assert retrieval.best_paced([idle]) == {"4": None}
+    both = {
+        **indexes[0],
+        "runs": [{"params": {}, "recall_at_100": 0.99, "paced": {**_paced({50.0: 4.0}, 1), **_paced({50.0: 9.0})}}],
+    }
+    assert {n: b and b["offered_per_s"] for n, b in retrieval.best_paced([both]).items()} == {"1": 50.0, "4": None}
+
+
+def test_report_adds_the_paced_row_only_for_runs_with_paced_rounds() -> None:
+    report = _load("bench_report_for_paced", "report.py")
+    doc = _trained_doc(4.0, 9.0)
+    doc["indexes"] = [
+        {
+            "index_type": "IVF_FLAT",
+            "build_params": {"nlist": 1024},
+            "runs": [{"params": {"nprobe": 16}, "recall_at_100": 0.99, "paced": _paced({100.0: 3.0, 400.0: 4.0})}],
+        }
+    ]
+    doc["paced_goal_rate_per_s"] = 200.0
+    doc["best_paced"] = retrieval.best_paced(doc["indexes"])
+    rows = [f for f in report.retrieval_section({"r.json": (Path("r.json"), doc)})[0].figures if "fixed pace" in f.name]
+    assert len(rows) == 1 and (rows[0].value, rows[0].status) == (400.0, "met")
+    assert "400 q/s offered by 4 clients: p99 4" in rows[0].shown and "100, 400" in rows[0].meaning
+
+    doc["indexes"][0]["runs"][0]["paced"] = _paced({100.0: 6.0})
+    doc["best_paced"] = retrieval.best_paced(doc["indexes"])
+    (row,) = [
+        f for f in report.retrieval_section({"r.json": (Path("r.json"), doc)})[0].figures if "fixed pace" in f.name
+    ]
+    assert (row.value, row.status) == (None, "not met") and "p99 6 ms at 100 q/s offered" in row.shown
+
+    del doc["best_paced"]
+    assert not [
+        f for f in report.retrieval_section({"r.json": (Path("r.json"), doc)})[0].figures if "fixed pace" in f.name
+    ]
