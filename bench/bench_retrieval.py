@@ -453,27 +453,43 @@ class Clients:
         for p in self.procs:
             p.start()
 
-    def run(
-        self, n: int, collection: str, index_type: str, params: dict[str, Any], queries: np.ndarray, k: int
-    ) -> dict[str, Any]:
-        """A closed-loop round with the first ``n`` clients, each sending every query once (own order)."""
+    def _round(
+        self,
+        n: int,
+        collection: str,
+        index_type: str,
+        params: dict[str, Any],
+        queries: np.ndarray,
+        k: int,
+        pace_of: Any,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Start the first ``n`` clients together (each on the queries in its own rotated order,
+        paced by ``pace_of(i)``, None for back to back); their parts and the common figures."""
         start_at = time.time() + 1.5
         for i in range(n):
             order = np.roll(np.arange(len(queries)), -i * len(queries) // n)
-            self.commands[i].put((collection, index_type, params, queries[order], k, start_at, None))
+            self.commands[i].put((collection, index_type, params, queries[order], k, start_at, pace_of(i)))
         parts = sorted((self.results.get(timeout=900) for _ in range(n)), key=lambda p: p["worker"])
         latencies = [x for p in parts for x in p["latencies"]]
         calls = len(latencies)
         span = max(p["t1"] for p in parts) - min(p["t0"] for p in parts)
-        return {
+        return parts, {
             "clients": n,
             "calls": calls,
             **latency_summary(latencies),
             "p99_ms_per_client": [latency_summary(p["latencies"])["p99_ms"] for p in parts],
-            "queries_per_s": calls / span if span > 0 else None,
+            "per_s": calls / span if span > 0 else None,
             "client_cpu_ms_per_call": 1000 * sum(p["cpu_s"] for p in parts) / max(calls, 1),
-            "_found_first": parts[0]["found"],  # client 0 sends the queries in their order
         }
+
+    def run(
+        self, n: int, collection: str, index_type: str, params: dict[str, Any], queries: np.ndarray, k: int
+    ) -> dict[str, Any]:
+        """A closed-loop round with the first ``n`` clients, each sending every query once (own order)."""
+        parts, figures = self._round(n, collection, index_type, params, queries, k, lambda i: None)
+        figures["queries_per_s"] = figures.pop("per_s")
+        figures["_found_first"] = parts[0]["found"]  # client 0 sends the queries in their order
+        return figures
 
     def run_paced(
         self,
@@ -488,26 +504,16 @@ class Clients:
     ) -> dict[str, Any]:
         """An open-loop round: ``n`` clients together offer ``rate`` queries/s for ``seconds``, each
         client every ``n / rate`` s, staggered so their calls interleave evenly."""
-        start_at = time.time() + 1.5
         interval = n / rate
-        for i in range(n):
-            order = np.roll(np.arange(len(queries)), -i * len(queries) // n)
-            pace = (interval, i * interval / n, seconds)
-            self.commands[i].put((collection, index_type, params, queries[order], k, start_at, pace))
-        parts = sorted((self.results.get(timeout=900) for _ in range(n)), key=lambda p: p["worker"])
-        latencies = [x for p in parts for x in p["latencies"]]
-        calls = len(latencies)
-        span = max(p["t1"] for p in parts) - min(p["t0"] for p in parts)
+        parts, figures = self._round(
+            n, collection, index_type, params, queries, k, lambda i: (interval, i * interval / n, seconds)
+        )
+        figures["achieved_per_s"] = figures.pop("per_s")
         return {
-            "clients": n,
             "offered_per_s": rate,
             "seconds": seconds,
-            "calls": calls,
-            **latency_summary(latencies),
+            **figures,
             "service_time": latency_summary([x for p in parts for x in p["service"]]),
-            "p99_ms_per_client": [latency_summary(p["latencies"])["p99_ms"] for p in parts],
-            "achieved_per_s": calls / span if span > 0 else None,
-            "client_cpu_ms_per_call": 1000 * sum(p["cpu_s"] for p in parts) / max(calls, 1),
         }
 
     def close(self) -> None:
