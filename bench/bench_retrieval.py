@@ -19,7 +19,8 @@ recall@k, and closed-loop latency for each --clients count (each client a proces
 persistent MilvusClient, one query at a time, every query through ``lambdarec.index.milvus.search``
 as serving calls it): p50/p99 per client count and achieved queries/s. With --paced-rates, each
 setting is also run open loop: --paced-clients clients together offering a fixed rate, latency
-counted from when each call was due (best_paced: the highest rate whose p99 meets the goal). The
+counted from when each call was due (best_paced: the highest rate up to which every rate tried
+met the p99 goal). The
 closed loop measures the saturated machine, the paced rounds what a caller sees at a given load.
 The profile part times
 the same call against a 1,000-vector FLAT collection (the fixed round-trip floor), reads Milvus's
@@ -67,8 +68,8 @@ TRAINED_SWEEP: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = [
 on 2 shared cores takes minutes."""
 GOAL_P99_MS, GOAL_RECALL = 5.0, 0.95
 PACED_GOAL_RATE = 200.0
-"""Offered queries/s the paced 4-client figure must hold p99 at: the serving goal's 200 requests/s
-(bench_serving.py), each of which makes at most one index search."""
+"""Offered queries/s the paced figure (each client count) must hold p99 at: the serving goal's
+200 requests/s (bench_serving.py), each of which makes at most one index search."""
 PRIMARY, ITEM_ID, VECTOR = "item_index", "item_id", "embedding"
 
 
@@ -344,9 +345,9 @@ def build_index(client: Any, name: str, index_type: str, params: dict[str, Any])
 
 
 def settle(pid: int | None, quiet_percent: float = 20.0, longest_s: float = 300.0) -> float:
-    """Wait until Milvus is idle (under ``quiet_percent`` of a core over two 2-s windows in a row):
-    after a flush or an index build it compacts segments and indexes the merged ones in the
-    background, which would land in whatever round runs next. Returns the seconds waited."""
+    """Wait until Milvus is idle (under ``quiet_percent`` of a core over two 2-s windows in a row),
+    so no background work of its own (index builds, segment merges: ``build_index`` asks for the
+    merge, this only checks nothing else is left) lands in the next round. Returns the seconds waited."""
     import psutil
 
     started = time.monotonic()

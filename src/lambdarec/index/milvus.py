@@ -159,7 +159,7 @@ def compact_loaded(client: Any, name: str, timeout_s: float = 600.0, poll_s: flo
 
     Why: a bulk insert leaves several segments (three for 1M vectors of dim 64). About a
     minute after they are indexed, Milvus merges them on its own timer and indexes the merged
-    segment: at 1M vectors that is ~45 s of both cores and ~2 GB more RSS, landing on whatever
+    segment: at 1M vectors that is ~45 s of one to two cores and 2-3 GB more RSS, landing on whatever
     is serving then (measured with bench/bench_retrieval.py). Asking for the merge here makes
     it part of the build (~50 s at 1M, nothing for a collection that is already one segment).
 
